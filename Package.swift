@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: l2pd (CLI) -> decoding -> model -> kernels -> C shims.
+let package = Package(
+    name: "Learn2PD",
+    products: [
+        .executable(name: "l2pd", targets: ["l2pd"])
+    ],
+    targets: [
+        // C libraries from Debian packages.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNNG",
+            providers: [.apt(["libnng-dev"])]
+        ),
+        // Math on contiguous Float buffers; knows nothing about models.
+        .target(name: "L2PDKernels", dependencies: ["CBLAS"]),
+        // LLaDA config, safetensors, layer-range stages, KV cache, readout.
+        .target(name: "L2PDModel", dependencies: ["L2PDKernels"]),
+        // Byte-level BPE from tokenizer.json and the LLaDA-Instruct chat format.
+        .target(name: "L2PDTokenizer"),
+        // Seeded task suite with ground truth and answer checking.
+        .target(name: "L2PDTasks"),
+        // The command-line tool: parsing and printing only.
+        .executableTarget(
+            name: "l2pd",
+            dependencies: ["L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels"]
+        ),
+        .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
+        .testTarget(
+            name: "L2PDModelTests",
+            dependencies: ["L2PDModel"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "L2PDTokenizerTests",
+            dependencies: ["L2PDTokenizer"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Rotary position embedding in the "rotate half" form used by LLaMA and LLaDA:
+/// `inv_freq[i] = theta^(-2i/h)`, angles `[freqs, freqs]`, `x' = x cos + rotate_half(x) sin`
+/// with `rotate_half([a, b]) = [-b, a]`. Tables are computed in `Double` once and stored as
+/// `Float`, so applying them is a table lookup.
+public struct RotaryTable: Sendable {
+    public let headDimension: Int
+    public let positions: Int
+    /// `cos` and `sin` of each angle, `[positions, headDimension / 2]` row-major.
+    private let cosines: [Float]
+    private let sines: [Float]
+
+    public init(headDimension: Int, theta: Double, positions: Int) {
+        precondition(headDimension % 2 == 0, "rotary head dimension must be even")
+        let half = headDimension / 2
+        self.headDimension = headDimension
+        self.positions = positions
+        var cosines = [Float](repeating: 0, count: positions * half)
+        var sines = [Float](repeating: 0, count: positions * half)
+        for i in 0..<half {
+            let inverseFrequency = 1 / Foundation.pow(theta, Double(2 * i) / Double(headDimension))
+            for p in 0..<positions {
+                let angle = Double(p) * inverseFrequency
+                cosines[p * half + i] = Float(Foundation.cos(angle))
+                sines[p * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        self.cosines = cosines
+        self.sines = sines
+    }
+
+    /// Rotates `heads` heads of each of `rows` rows in place; row `r` sits at sequence
+    /// position `positions[r]`.
+    public func apply(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int,
+        positions rowPositions: UnsafePointer<Int>
+    ) {
+        let half = headDimension / 2
+        cosines.withUnsafeBufferPointer { cosTable in
+            sines.withUnsafeBufferPointer { sinTable in
+                for r in 0..<rows {
+                    let p = rowPositions[r]
+                    precondition(p >= 0 && p < positions, "position \(p) outside the rotary table")
+                    let c = cosTable.baseAddress! + p * half
+                    let s = sinTable.baseAddress! + p * half
+                    for h in 0..<heads {
+                        let a = x + r * rowStride + h * headDimension
+                        let b = a + half
+                        for i in 0..<half {
+                            let first = a[i]
+                            let second = b[i]
+                            a[i] = first * c[i] - second * s[i]
+                            b[i] = second * c[i] + first * s[i]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bidirectional (unmasked) multi-head attention with grouped K/V heads, on row-major
+/// buffers. Queries are the positions computed this pass; keys and values are every position
+/// of the sequence, fresh or cached, so the same kernel serves full passes and cached steps.
+public enum Attention {
+    /// `output[r, head h] = softmax(q_h k_g^T / sqrt(d)) v_g` for every query row `r`, where
+    /// query head `h` reads K/V head `g = h / (heads / kvHeads)`.
+    ///
+    /// - `queries`: `[queryRows, heads * headDimension]` with row stride `queryStride`.
+    /// - `keys`, `values`: `[keyRows, kvHeads * headDimension]` with row stride `kvStride`.
+    /// - `scores`: scratch of at least `queryRows * keyRows` floats.
+    /// - `onlyHeads`: compute just these query heads (to split heads across threads).
+    public static func forward(
+        queries: UnsafePointer<Float>, queryStride: Int, queryRows: Int,
+        keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvStride: Int, keyRows: Int,
+        heads: Int, kvHeads: Int, headDimension: Int,
+        output: UnsafeMutablePointer<Float>, outputStride: Int,
+        scores: UnsafeMutablePointer<Float>, onlyHeads: Range<Int>? = nil
+    ) {
+        precondition(heads % kvHeads == 0, "query heads must be a multiple of K/V heads")
+        let group = heads / kvHeads
+        let scale = 1 / Float(headDimension).squareRoot()
+        for h in onlyHeads ?? 0..<heads {
+            let g = h / group
+            BLAS.gemm(
+                transposeB: true, m: queryRows, n: keyRows, k: headDimension, alpha: scale,
+                a: queries + h * headDimension, lda: queryStride,
+                b: keys + g * headDimension, ldb: kvStride,
+                c: scores, ldc: keyRows)
+            VectorMath.softmaxRows(scores, rows: queryRows, columns: keyRows, stride: keyRows)
+            BLAS.gemm(
+                transposeB: false, m: queryRows, n: headDimension, k: keyRows,
+                a: scores, lda: keyRows,
+                b: values + g * headDimension, ldb: kvStride,
+                c: output + h * headDimension, ldc: outputStride)
+        }
+    }
+}

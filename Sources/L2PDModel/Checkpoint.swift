@@ -1,0 +1,96 @@
+import Foundation
+import L2PDKernels
+
+/// A LLaDA checkpoint directory in the Hugging Face layout: `config.json` plus either
+/// `model.safetensors` or shards listed in `model.safetensors.index.json`. Opening maps the
+/// files and validates headers; weights are converted to `Float` only when a stage asks.
+public final class Checkpoint: @unchecked Sendable {
+    // @unchecked: every stored property is immutable after `init`.
+    public let directory: URL
+    public let config: ModelConfig
+    private let files: [String: SafetensorsFile]
+    private let fileOfTensor: [String: String]
+
+    public static let indexFileName = "model.safetensors.index.json"
+    public static let singleFileName = "model.safetensors"
+
+    public init(directory: URL) throws {
+        self.directory = directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError.missingFile(path: directory.path)
+        }
+        config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+
+        let indexURL = directory.appendingPathComponent(Checkpoint.indexFileName)
+        var fileNames: [String]
+        var explicitMap: [String: String]? = nil
+        if FileManager.default.fileExists(atPath: indexURL.path) {
+            let map = try Checkpoint.readIndex(indexURL)
+            explicitMap = map
+            fileNames = Array(Set(map.values)).sorted()
+        } else {
+            fileNames = [Checkpoint.singleFileName]
+        }
+        var files: [String: SafetensorsFile] = [:]
+        for name in fileNames {
+            files[name] = try SafetensorsFile(path: directory.appendingPathComponent(name).path)
+        }
+        var fileOfTensor: [String: String] = [:]
+        if let map = explicitMap {
+            for (tensor, file) in map {
+                guard files[file]!.tensors[tensor] != nil else {
+                    throw CheckpointError.missingTensor(path: directory.appendingPathComponent(file).path, tensor: tensor)
+                }
+                fileOfTensor[tensor] = file
+            }
+        } else {
+            for (name, file) in files { for tensor in file.tensors.keys { fileOfTensor[tensor] = name } }
+        }
+        self.files = files
+        self.fileOfTensor = fileOfTensor
+    }
+
+    private static func readIndex(_ url: URL) throws -> [String: String] {
+        guard let data = try? Data(contentsOf: url) else {
+            throw CheckpointError.unreadableFile(path: url.path, reason: "cannot read")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError.invalidJSON(path: url.path, reason: "not a JSON object")
+        }
+        guard let map = json["weight_map"] as? [String: String] else {
+            throw CheckpointError.invalidJSON(path: url.path, reason: "no 'weight_map' object of tensor to file names")
+        }
+        for file in Set(map.values) where file.contains("/") || file.hasPrefix(".") {
+            throw CheckpointError.invalidJSON(path: url.path, reason: "shard name '\(file)' is not a plain file name")
+        }
+        return map
+    }
+
+    /// Header entry of a tensor, if the checkpoint has it.
+    public func info(_ name: String) -> TensorInfo? {
+        fileOfTensor[name].flatMap { files[$0]?.tensors[name] }
+    }
+
+    /// All tensor names in the checkpoint.
+    public var tensorNames: [String] { fileOfTensor.keys.sorted() }
+
+    /// Loads tensor `name` as `Float`, checking that its shape is `shape`.
+    public func load(_ name: String, shape: [Int]) throws -> FloatBuffer {
+        let buffer = FloatBuffer(capacity: shape.reduce(1, *))
+        try read(name, shape: shape, into: buffer.pointer)
+        return buffer
+    }
+
+    /// Converts tensor `name` to `Float` into `destination`, checking that its shape is `shape`.
+    public func read(_ name: String, shape: [Int], into destination: UnsafeMutablePointer<Float>) throws {
+        guard let fileName = fileOfTensor[name], let file = files[fileName] else {
+            throw CheckpointError.missingTensor(path: directory.path, tensor: name)
+        }
+        let info = file.tensors[name]!
+        guard info.shape == shape else {
+            throw CheckpointError.wrongShape(path: file.path, tensor: name, expected: shape, found: info.shape)
+        }
+        try file.read(name, into: destination)
+    }
+}

@@ -1,0 +1,115 @@
+import L2PDKernels
+
+/// How fast a full forward pass runs compared with the machine's matrix-product speed.
+public struct ForwardBenchmarkResult: Sendable, Codable {
+    public var canvasLength: Int
+    public var readPositions: Int
+    public var threads: Int
+    public var repetitions: Int
+    /// Median seconds per forward pass.
+    public var forwardSeconds: Double
+    /// Matrix-product FLOPs of one pass divided by `forwardSeconds`.
+    public var forwardGFLOPS: Double
+    /// GFLOP/s of the same sequence of matrix products run alone (no norms, rotary, softmax).
+    public var gemmSameShapesGFLOPS: Double
+    /// GFLOP/s of a large square product (1024^3): the machine's matrix-product speed.
+    public var gemmPeakGFLOPS: Double
+    /// `forwardGFLOPS / gemmPeakGFLOPS`.
+    public var ratio: Double
+    /// `forwardGFLOPS / gemmSameShapesGFLOPS`: share of the pass that is matrix products.
+    public var ratioToSameShapes: Double
+}
+
+/// Times full forward passes of a whole model (one stage) against plain matrix products.
+public enum ForwardBenchmark {
+    /// One matrix product of a pass: `count` calls of `m x k` times `k x n`.
+    struct Shape {
+        var m: Int, n: Int, k: Int, count: Int
+        var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(count) }
+    }
+
+    static func shapes(_ c: ModelConfig, length: Int, reads: Int) -> [Shape] {
+        let n = length
+        let perLayer = [
+            Shape(m: n, n: c.dModel, k: c.dModel, count: 2),  // q_proj, attn_out
+            Shape(m: n, n: c.kvDimension, k: c.dModel, count: 2),  // k_proj, v_proj
+            Shape(m: n, n: c.mlpHiddenSize, k: c.dModel, count: 2),  // ff_proj, up_proj
+            Shape(m: n, n: c.dModel, k: c.mlpHiddenSize, count: 1),  // ff_out
+            Shape(m: n, n: n, k: c.headDimension, count: c.heads),  // q k^T
+            Shape(m: n, n: c.headDimension, k: n, count: c.heads),  // softmax(.) v
+        ]
+        return perLayer.map { Shape(m: $0.m, n: $0.n, k: $0.k, count: $0.count * c.layers) }
+            + [Shape(m: reads, n: c.embeddingSize, k: c.dModel, count: 1)]
+    }
+
+    /// Measures the machine's matrix-product speed with `threads` BLAS threads, then full
+    /// forward passes of a one-stage model with `threads` stage threads.
+    public static func run(checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int) throws -> ForwardBenchmarkResult
+    {
+        let config = checkpoint.config
+        let passShapes = shapes(config, length: length, reads: reads)
+        let flops = passShapes.reduce(0) { $0 + $1.flops }
+        BLAS.setThreads(threads)
+        let peak = peakGFLOPS()
+        let sameShapesGFLOPS = flops / timeProducts(passShapes, repetitions: repetitions) / 1e9
+
+        let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers), threads: threads)
+        let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
+        let request = SequenceForward(
+            sequenceID: 1, length: length, cache: .none, readPositions: Array((length - reads)..<length))
+        _ = try stage.forward([request], input: .tokens(tokens))  // warm-up: grows scratch buffers
+        var times: [Double] = []
+        for _ in 0..<repetitions {
+            let start = ContinuousClock.now
+            _ = try stage.forward([request], input: .tokens(tokens))
+            times.append(seconds(ContinuousClock.now - start))
+        }
+        let forwardSeconds = times.sorted()[times.count / 2]
+        let forwardGFLOPS = flops / forwardSeconds / 1e9
+        return ForwardBenchmarkResult(
+            canvasLength: length, readPositions: reads, threads: threads, repetitions: repetitions,
+            forwardSeconds: forwardSeconds, forwardGFLOPS: forwardGFLOPS,
+            gemmSameShapesGFLOPS: sameShapesGFLOPS, gemmPeakGFLOPS: peak,
+            ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS)
+    }
+
+    /// Median seconds to run every product of `shapes` once.
+    static func timeProducts(_ shapes: [Shape], repetitions: Int) -> Double {
+        let largest = shapes.reduce(0) { max($0, $1.m * $1.k, $1.k * $1.n, $1.m * $1.n) }
+        let a = FloatBuffer(capacity: largest)
+        let b = FloatBuffer(capacity: largest)
+        let c = FloatBuffer(capacity: largest)
+        for i in 0..<largest {
+            a.pointer[i] = Float(i % 13) * 0.01
+            b.pointer[i] = Float(i % 7) * 0.01
+        }
+        func pass() {
+            for s in shapes {
+                for _ in 0..<s.count {
+                    BLAS.gemm(
+                        transposeB: true, m: s.m, n: s.n, k: s.k, a: a.pointer, lda: s.k, b: b.pointer, ldb: s.k, c: c.pointer, ldc: s.n)
+                }
+            }
+        }
+        pass()
+        var times: [Double] = []
+        for _ in 0..<repetitions {
+            let start = ContinuousClock.now
+            pass()
+            times.append(seconds(ContinuousClock.now - start))
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    /// GFLOP/s of a 1024 x 1024 x 1024 product, best of five.
+    public static func peakGFLOPS() -> Double {
+        let n = 1024
+        let time = timeProducts([Shape(m: n, n: n, k: n, count: 1)], repetitions: 5)
+        return 2 * Double(n * n * n) / time / 1e9
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let parts = duration.components
+        return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
+    }
+}

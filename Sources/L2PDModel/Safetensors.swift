@@ -1,0 +1,150 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where one tensor lives in a safetensors file.
+public struct TensorInfo: Sendable, Equatable {
+    public var name: String
+    /// The dtype as written in the header (`F32`, `BF16`, ...).
+    public var dtype: String
+    public var shape: [Int]
+    /// Byte offset of the tensor's data from the start of the file.
+    public var offset: Int
+    public var byteCount: Int
+
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A read-only, memory-mapped safetensors file. The header is parsed and every tensor's
+/// extent is validated when the file is opened; tensor data is only touched when a tensor is
+/// read, so a stage that needs a few layers of a large shard pages in only those.
+public final class SafetensorsFile: @unchecked Sendable {
+    // @unchecked: the mapping is read-only and never changes after `init`.
+    public let path: String
+    public let tensors: [String: TensorInfo]
+    public let metadata: [String: String]
+    private let base: UnsafeRawPointer
+    private let size: Int
+
+    /// Largest header we accept; real checkpoints have headers of a few hundred kilobytes.
+    public static let maxHeaderBytes = 100 << 20
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw CheckpointError.missingFile(path: path) }
+            throw CheckpointError.unreadableFile(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else {
+            throw CheckpointError.unreadableFile(path: path, reason: String(cString: strerror(errno)))
+        }
+        let size = Int(status.st_size)
+        guard size >= 8 else {
+            throw CheckpointError.invalidHeader(path: path, reason: "file has \(size) bytes, fewer than the 8-byte header length")
+        }
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0),
+            mapped != UnsafeMutableRawPointer(bitPattern: -1)
+        else {
+            throw CheckpointError.unreadableFile(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        let base = UnsafeRawPointer(mapped)
+        do {
+            (tensors, metadata) = try SafetensorsFile.parseHeader(base: base, size: size, path: path)
+        } catch {
+            munmap(mapped, size)
+            throw error
+        }
+        self.base = base
+        self.size = size
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+
+    static func parseHeader(base: UnsafeRawPointer, size: Int, path: String) throws -> ([String: TensorInfo], [String: String]) {
+        let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+        guard headerLength <= UInt64(maxHeaderBytes), Int(headerLength) <= size - 8 else {
+            throw CheckpointError.invalidHeader(
+                path: path, reason: "header length \(headerLength) exceeds the file (\(size) bytes)")
+        }
+        let headerData = Data(bytes: base + 8, count: Int(headerLength))
+        guard let json = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            throw CheckpointError.invalidHeader(path: path, reason: "header is not a JSON object")
+        }
+        let dataStart = 8 + Int(headerLength)
+        var tensors: [String: TensorInfo] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in json {
+            if name == "__metadata__" {
+                for (k, v) in (value as? [String: Any]) ?? [:] { metadata[k] = "\(v)" }
+                continue
+            }
+            guard let entry = value as? [String: Any],
+                let dtype = entry["dtype"] as? String,
+                let shape = (entry["shape"] as? [NSNumber])?.map({ $0.intValue }),
+                let offsets = (entry["data_offsets"] as? [NSNumber])?.map({ $0.intValue }),
+                offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1],
+                shape.allSatisfy({ $0 >= 0 })
+            else {
+                throw CheckpointError.invalidHeader(path: path, reason: "entry for '\(name)' is malformed")
+            }
+            let info = TensorInfo(
+                name: name, dtype: dtype, shape: shape, offset: dataStart + offsets[0],
+                byteCount: offsets[1] - offsets[0])
+            if dataStart + offsets[1] > size {
+                throw CheckpointError.truncatedTensor(
+                    path: path, tensor: name, expectedBytes: info.byteCount,
+                    availableBytes: max(0, size - info.offset))
+            }
+            if let width = SafetensorsFile.elementBytes(dtype), width * info.elementCount != info.byteCount {
+                throw CheckpointError.invalidHeader(
+                    path: path,
+                    reason: "'\(name)' declares \(info.byteCount) bytes for shape \(shape) of \(dtype)")
+            }
+            tensors[name] = info
+        }
+        return (tensors, metadata)
+    }
+
+    static func elementBytes(_ dtype: String) -> Int? {
+        switch dtype {
+        case "F32": return 4
+        case "F16", "BF16": return 2
+        case "F64": return 8
+        default: return nil
+        }
+    }
+
+    /// Converts tensor `name` to `Float` into `destination` (room for `elementCount` floats).
+    public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
+        guard let info = tensors[name] else {
+            throw CheckpointError.missingTensor(path: path, tensor: name)
+        }
+        let source = base + info.offset
+        let count = info.elementCount
+        switch info.dtype {
+        case "F32":
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count * 4)
+        case "BF16":
+            for i in 0..<count {
+                let bits = UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                destination[i] = Float(bitPattern: UInt32(bits) << 16)
+            }
+        case "F16":
+            for i in 0..<count {
+                let bits = UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                destination[i] = Float(Float16(bitPattern: bits))
+            }
+        case "F64":
+            for i in 0..<count {
+                destination[i] = Float(source.loadUnaligned(fromByteOffset: 8 * i, as: Double.self))
+            }
+        default:
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: info.dtype)
+        }
+    }
+}

@@ -1,0 +1,305 @@
+import L2PDKernels
+
+/// One sequence's kept K/V: for each layer of the stage, `[capacity, kvDimension]` rows.
+final class SequenceCache {
+    let capacity: Int
+    let keys: [FloatBuffer]
+    let values: [FloatBuffer]
+    /// Positions `0..<storedLength` hold valid K/V.
+    var storedLength = 0
+
+    init(layers: Int, capacity: Int, kvDimension: Int) {
+        self.capacity = capacity
+        keys = (0..<layers).map { _ in FloatBuffer(capacity: capacity * kvDimension) }
+        values = (0..<layers).map { _ in FloatBuffer(capacity: capacity * kvDimension) }
+    }
+}
+
+/// A pipeline stage: runs a contiguous range of LLaDA blocks over a batch of sequences, keeps
+/// per-sequence K/V caches for its layers, and on the last stage turns hidden states into
+/// readouts. Not thread-safe: one owner calls it at a time (an in-process pipeline or a
+/// worker's compute thread). Scratch buffers grow to the largest batch seen and are reused.
+public final class Stage {
+    public let weights: StageWeights
+    public var config: ModelConfig { weights.config }
+    private let rotary: RotaryTable
+    private var caches: [UInt64: SequenceCache] = [:]
+
+    // Scratch, reused every pass.
+    private let x = FloatBuffer(capacity: 1)
+    private let normed = FloatBuffer(capacity: 1)
+    /// `[rows, dModel + 2 kvDimension]`: q, k, v side by side.
+    private let qkv = FloatBuffer(capacity: 1)
+    private let attention = FloatBuffer(capacity: 1)
+    /// `[rows, 2 mlpHiddenSize]`: gate then up; the gate half becomes `silu(gate) * up`.
+    private let gateUp = FloatBuffer(capacity: 1)
+    private let logits = FloatBuffer(capacity: 1)
+    /// One attention score buffer per worker thread.
+    private let scores: [FloatBuffer]
+    private var positions: [Int] = []
+    /// Threads this stage splits rows and heads over.
+    public let threads: Int
+
+    /// `threads > 1` parallelizes over row chunks and attention heads with single-threaded
+    /// BLAS calls (it sets OpenBLAS to one thread, process-wide): small products gain more
+    /// from this than from BLAS's own threading, and norms, rotary and softmax run in parallel.
+    public init(weights: StageWeights, threads: Int = 1) {
+        self.weights = weights
+        self.threads = max(1, threads)
+        scores = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
+        if threads > 1 { BLAS.setThreads(1) }
+        rotary = RotaryTable(
+            headDimension: weights.config.headDimension, theta: weights.config.ropeTheta,
+            positions: weights.config.maxSequenceLength)
+    }
+
+    /// Number of sequences with a kept K/V cache on this stage.
+    public var cachedSequenceCount: Int { caches.count }
+
+    /// Bytes held by kept K/V caches.
+    public var cacheByteCount: Int {
+        caches.values.reduce(0) { $0 + 2 * $1.keys.count * $1.keys[0].capacity * 4 }
+    }
+
+    /// Frees the K/V cache of `sequenceID` (no-op if it has none).
+    public func release(_ sequenceID: UInt64) { caches[sequenceID] = nil }
+
+    /// Frees every K/V cache.
+    public func releaseAll() { caches.removeAll() }
+
+    /// Runs the batch through this stage's layers. The first stage takes `.tokens`, later
+    /// stages `.hidden`; the last stage returns `.readouts` (one per sequence, in batch order),
+    /// the others `.hidden` for the next stage.
+    public func forward(_ batch: [SequenceForward], input: StageInput) throws -> StageOutput {
+        let c = config
+        let d = c.dModel
+        let kvd = c.kvDimension
+        var rows = 0
+        var longest = 0
+        var seen = Set<UInt64>()
+        for s in batch {
+            try validate(s)
+            guard seen.insert(s.sequenceID).inserted else { throw StageError.duplicateSequence(sequenceID: s.sequenceID) }
+            rows += s.computed.count
+            longest = max(longest, s.computed.count * s.length)
+        }
+        reserve(rows: rows, scoreCount: longest)
+
+        positions.removeAll(keepingCapacity: true)
+        for s in batch { positions.append(contentsOf: s.computed) }
+
+        switch input {
+        case .tokens(let tokens):
+            guard let embedding = weights.embedding else { throw StageError.inputKind(expected: "hidden states") }
+            guard tokens.count == rows else { throw StageError.rowCount(expected: rows, found: tokens.count) }
+            for (r, t) in tokens.enumerated() {
+                guard t >= 0 && t < c.embeddingSize else {
+                    throw StageError.tokenOutOfRange(token: t, embeddingSize: c.embeddingSize)
+                }
+                (x.pointer + r * d).update(from: embedding.pointer + t * d, count: d)
+            }
+        case .hidden(let hidden):
+            guard weights.embedding == nil else { throw StageError.inputKind(expected: "token ids") }
+            guard hidden.count == rows * d else { throw StageError.rowCount(expected: rows, found: hidden.count / d) }
+            hidden.withUnsafeBufferPointer { x.pointer.update(from: $0.baseAddress!, count: rows * d) }
+        }
+
+        // Create or resize the caches this pass will write.
+        for s in batch where s.cache == .refresh {
+            if let existing = caches[s.sequenceID], existing.capacity >= s.length {
+                existing.storedLength = s.length
+            } else {
+                let cache = SequenceCache(layers: weights.blocks.count, capacity: s.length, kvDimension: kvd)
+                cache.storedLength = s.length
+                caches[s.sequenceID] = cache
+            }
+        }
+
+        for (layer, block) in weights.blocks.enumerated() {
+            runBlock(block, layer: layer, batch: batch, rows: rows)
+        }
+
+        if weights.isLast {
+            return .readouts(readout(batch))
+        }
+        return .hidden(Array(UnsafeBufferPointer(start: x.pointer, count: rows * d)))
+    }
+
+    private func validate(_ s: SequenceForward) throws {
+        guard s.length >= 1, s.length <= config.maxSequenceLength else {
+            throw StageError.sequenceTooLong(length: s.length, maximum: config.maxSequenceLength)
+        }
+        let full = s.computed == 0..<s.length
+        guard !s.computed.isEmpty, s.computed.lowerBound >= 0, s.computed.upperBound <= s.length,
+            s.cache == .reuse || full
+        else {
+            throw StageError.invalidRange(sequenceID: s.sequenceID, computed: s.computed, length: s.length)
+        }
+        if s.cache == .reuse {
+            guard let cache = caches[s.sequenceID] else { throw StageError.missingCache(sequenceID: s.sequenceID) }
+            guard cache.storedLength >= s.length else {
+                throw StageError.cacheTooShort(sequenceID: s.sequenceID, cached: cache.storedLength, length: s.length)
+            }
+        }
+        if weights.isLast {
+            for p in s.readPositions where !s.computed.contains(p) {
+                throw StageError.readPositionOutside(sequenceID: s.sequenceID, position: p, computed: s.computed)
+            }
+        }
+    }
+
+    private func reserve(rows: Int, scoreCount: Int) {
+        let c = config
+        for buffer in [x, normed, attention] { buffer.reserve(rows * c.dModel) }
+        qkv.reserve(rows * (c.dModel + 2 * c.kvDimension))
+        gateUp.reserve(rows * 2 * c.mlpHiddenSize)
+        for buffer in scores { buffer.reserve(scoreCount) }
+    }
+
+    /// One LLaDA block: `h = x + attn_out(attn(rope(q), rope(k), v))` on `attn_norm(x)`, then
+    /// `y = h + ff_out(silu(ff_proj(m)) * up_proj(m))` on `m = ff_norm(h)`.
+    private func runBlock(_ w: BlockWeights, layer: Int, batch: [SequenceForward], rows: Int) {
+        let c = config
+        let d = c.dModel
+        let kvd = c.kvDimension
+        let width = d + 2 * kvd
+        let hidden = c.mlpHiddenSize
+        let chunks = Parallel.chunks(rows, parts: threads)
+        let (x, normed, qkv, attention, gateUp) = (x.pointer, normed.pointer, qkv.pointer, attention.pointer, gateUp.pointer)
+
+        positions.withUnsafeBufferPointer { p in
+            let positions = p.baseAddress!
+            Parallel.run(chunks.count) { i in
+                let r = chunks[i]
+                VectorMath.rmsNorm(
+                    x + r.lowerBound * d, weight: w.attnNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon,
+                    out: normed + r.lowerBound * d)
+                BLAS.gemm(
+                    transposeB: true, m: r.count, n: width, k: d, a: normed + r.lowerBound * d, lda: d, b: w.qkv.pointer, ldb: d,
+                    c: qkv + r.lowerBound * width, ldc: width)
+                rotary.apply(
+                    qkv + r.lowerBound * width, rows: r.count, rowStride: width, heads: c.heads, positions: positions + r.lowerBound)
+                rotary.apply(
+                    qkv + r.lowerBound * width + d, rows: r.count, rowStride: width, heads: c.kvHeads, positions: positions + r.lowerBound)
+            }
+        }
+
+        // Where each sequence's keys and values live: fresh in `qkv` without a cache,
+        // otherwise in the cache after this pass's rows are written into it.
+        var work: [(row: Int, sequence: Int, head: Int)] = []
+        var sources: [(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int)] = []
+        var rowStart = 0
+        for (index, s) in batch.enumerated() {
+            let fresh = qkv + rowStart * width + d
+            if s.cache == .none {
+                sources.append((UnsafePointer(fresh), UnsafePointer(fresh + kvd), width))
+            } else {
+                let cache = caches[s.sequenceID]!
+                let keys = cache.keys[layer].pointer
+                let values = cache.values[layer].pointer
+                for j in 0..<s.computed.count {
+                    let row = fresh + j * width
+                    (keys + (s.computed.lowerBound + j) * kvd).update(from: row, count: kvd)
+                    (values + (s.computed.lowerBound + j) * kvd).update(from: row + kvd, count: kvd)
+                }
+                sources.append((UnsafePointer(keys), UnsafePointer(values), kvd))
+            }
+            for h in 0..<c.heads { work.append((rowStart, index, h)) }
+            rowStart += s.computed.count
+        }
+        let workChunks = Parallel.chunks(work.count, parts: threads)
+        Parallel.run(workChunks.count) { t in
+            for item in workChunks[t].map({ work[$0] }) {
+                let s = batch[item.sequence]
+                let source = sources[item.sequence]
+                Attention.forward(
+                    queries: qkv + item.row * width, queryStride: width, queryRows: s.computed.count,
+                    keys: source.keys, values: source.values, kvStride: source.stride, keyRows: s.length,
+                    heads: c.heads, kvHeads: c.kvHeads, headDimension: c.headDimension,
+                    output: attention + item.row * d, outputStride: d,
+                    scores: scores[t].pointer, onlyHeads: item.head..<(item.head + 1))
+            }
+        }
+
+        Parallel.run(chunks.count) { i in
+            let r = chunks[i]
+            let rx = x + r.lowerBound * d
+            // Residual adds ride on the matrix products (beta = 1).
+            BLAS.gemm(
+                transposeB: true, m: r.count, n: d, k: d, a: attention + r.lowerBound * d, lda: d, b: w.attnOut.pointer, ldb: d, beta: 1,
+                c: rx, ldc: d)
+            VectorMath.rmsNorm(
+                rx, weight: w.ffNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon, out: normed + r.lowerBound * d)
+            let rg = gateUp + r.lowerBound * 2 * hidden
+            BLAS.gemm(
+                transposeB: true, m: r.count, n: 2 * hidden, k: d, a: normed + r.lowerBound * d, lda: d, b: w.gateUp.pointer, ldb: d, c: rg,
+                ldc: 2 * hidden)
+            for j in 0..<r.count {
+                VectorMath.siluGate(rg + j * 2 * hidden, up: rg + j * 2 * hidden + hidden, count: hidden)
+            }
+            BLAS.gemm(
+                transposeB: true, m: r.count, n: d, k: hidden, a: rg, lda: 2 * hidden, b: w.ffOut.pointer, ldb: hidden, beta: 1, c: rx,
+                ldc: d)
+        }
+    }
+
+    /// Final norm and LM head on the read positions only, then per position the argmax (or
+    /// Gumbel-perturbed argmax) and its softmax probability, computed as `1 / sum(exp(l - max))`.
+    private func readout(_ batch: [SequenceForward]) -> [Readout] {
+        let c = config
+        let d = c.dModel
+        let vocabulary = c.embeddingSize
+        let total = batch.reduce(0) { $0 + $1.readPositions.count }
+        guard total > 0 else { return batch.map { _ in Readout(positions: [], tokens: [], confidences: []) } }
+        normed.reserve(total * d)
+        logits.reserve(total * vocabulary)
+
+        var row = 0
+        var rowStart = 0
+        for s in batch {
+            for p in s.readPositions {
+                let source = x.pointer + (rowStart + p - s.computed.lowerBound) * d
+                VectorMath.rmsNorm(
+                    source, weight: weights.finalNorm!.pointer, rows: 1, dimension: d, epsilon: c.rmsNormEpsilon,
+                    out: normed.pointer + row * d)
+                row += 1
+            }
+            rowStart += s.computed.count
+        }
+        BLAS.gemm(
+            transposeB: true, m: total, n: vocabulary, k: d, a: normed.pointer, lda: d, b: weights.head!.pointer, ldb: d, c: logits.pointer,
+            ldc: vocabulary)
+
+        var readouts: [Readout] = []
+        readouts.reserveCapacity(batch.count)
+        row = 0
+        for s in batch {
+            var out = Readout(positions: s.readPositions, tokens: [], confidences: [])
+            out.tokens.reserveCapacity(s.readPositions.count)
+            out.confidences.reserveCapacity(s.readPositions.count)
+            for p in s.readPositions {
+                let l = logits.pointer + row * vocabulary
+                let token =
+                    s.sampling.temperature > 0
+                    ? GumbelNoise.sample(logits: l, count: vocabulary, sampling: s.sampling, position: p)
+                    : VectorMath.argmax(l, count: vocabulary)
+                // Softmax in place: l becomes probabilities.
+                let top = VectorMath.max(l, count: vocabulary)
+                let sum = VectorMath.expShifted(l, count: vocabulary, shift: top)
+                let inverse = 1 / sum
+                out.tokens.append(token)
+                out.confidences.append(l[token] * inverse)
+                if s.wantsEOSProbability { out.eosProbabilities.append(l[c.eosTokenID] * inverse) }
+                if s.topK > 0 {
+                    VectorMath.topK(l, count: vocabulary, k: s.topK) { index, value in
+                        out.topTokens.append(index)
+                        out.topProbabilities.append(value * inverse)
+                    }
+                }
+                row += 1
+            }
+            readouts.append(out)
+        }
+        return readouts
+    }
+}

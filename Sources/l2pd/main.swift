@@ -1,0 +1,62 @@
+import Foundation
+import L2PDKernels
+import L2PDModel
+
+/// Every command `l2pd` knows, in the order `l2pd --help` lists them.
+let commands: [any Command.Type] = [
+    BenchForwardCommand.self
+]
+
+@MainActor func topLevelHelp() -> String {
+    var lines = [
+        "l2pd: learned parallel decoding for diffusion language models (LLaDA).", "",
+        "Usage: l2pd <command> [options]   (l2pd <command> --help for its options)", "", "Commands:",
+    ]
+    let width = commands.map { $0.path.joined(separator: " ").count }.max()! + 2
+    for command in commands {
+        lines.append("  " + command.path.joined(separator: " ").padding(toLength: width, withPad: " ", startingAt: 0) + command.summary)
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// Exit codes: 0 success, 1 user error (bad options, bad files, bad requests), 2 internal error.
+@MainActor func main() async -> Int32 {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.isEmpty || arguments == ["--help"] || arguments == ["help"] || arguments == ["-h"] {
+        print(topLevelHelp())
+        return arguments.isEmpty ? 1 : 0
+    }
+    // The longest command path that prefixes the arguments selects the command.
+    let match =
+        commands
+        .filter { arguments.starts(with: $0.path) }
+        .max { $0.path.count < $1.path.count }
+    guard let command = match else {
+        printError("l2pd: unknown command '\(arguments.prefix(2).joined(separator: " "))'\n\n" + topLevelHelp())
+        return 1
+    }
+    let rest = Array(arguments.dropFirst(command.path.count))
+    if rest.contains("--help") || rest.contains("-h") {
+        print(command.help)
+        return 0
+    }
+    do {
+        let options = try ParsedOptions.parse(rest, options: command.options)
+        try await command.run(options)
+        return 0
+    } catch let error as UsageError {
+        printError("l2pd \(command.path.joined(separator: " ")): \(error.description)\nUsage: \(command.usage) (see --help)")
+        return 1
+    } catch let error as CheckpointError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as StageError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch {
+        printError("l2pd: internal error: \(error)")
+        return 2
+    }
+}
+
+exit(await main())

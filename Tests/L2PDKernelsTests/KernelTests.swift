@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+
+@testable import L2PDKernels
+
+/// Deterministic pseudo-random floats for kernel inputs.
+func randomFloats(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+}
+
+@Test func vectorExpIsAccurateAcrossTheRange() {
+    var worst: Double = 0
+    for i in 0..<20_000 {
+        let x = Float(-87 + Double(i) * 175 / 20_000)
+        let approx = Double(VectorMath._exp(x))
+        let exact = Foundation.exp(Double(x))
+        worst = max(worst, abs(approx - exact) / exact)
+    }
+    #expect(worst < 1e-6)
+}
+
+@Test(arguments: [(1, 5), (3, 8), (4, 37)])
+func softmaxRowsSumToOneAndMatchDoubles(rows: Int, columns: Int) {
+    var x = randomFloats(rows * columns, seed: 7, scale: 20)
+    let original = x
+    x.withUnsafeMutableBufferPointer {
+        VectorMath.softmaxRows($0.baseAddress!, rows: rows, columns: columns, stride: columns)
+    }
+    for r in 0..<rows {
+        let row = original[(r * columns)..<((r + 1) * columns)].map(Double.init)
+        let top = row.max()!
+        let total = row.reduce(0) { $0 + Foundation.exp($1 - top) }
+        for j in 0..<columns {
+            let expected = Foundation.exp(row[row.startIndex + j] - top) / total
+            #expect(abs(Double(x[r * columns + j]) - expected) < 1e-6)
+        }
+    }
+}
+
+@Test func rmsNormMatchesDefinition() {
+    let rows = 3
+    let dim = 19
+    let x = randomFloats(rows * dim, seed: 1, scale: 3)
+    let w = randomFloats(dim, seed: 2)
+    var out = [Float](repeating: 0, count: rows * dim)
+    x.withUnsafeBufferPointer { xp in
+        w.withUnsafeBufferPointer { wp in
+            out.withUnsafeMutableBufferPointer {
+                VectorMath.rmsNorm(
+                    xp.baseAddress!, weight: wp.baseAddress!, rows: rows, dimension: dim, epsilon: 1e-5, out: $0.baseAddress!)
+            }
+        }
+    }
+    for r in 0..<rows {
+        let row = (0..<dim).map { Double(x[r * dim + $0]) }
+        let inverse = 1 / (row.reduce(0) { $0 + $1 * $1 } / Double(dim) + 1e-5).squareRoot()
+        for j in 0..<dim {
+            #expect(abs(Double(out[r * dim + j]) - row[j] * inverse * Double(w[j])) < 1e-5)
+        }
+    }
+}
+
+@Test func siluGateMatchesDefinition() {
+    var gate = randomFloats(21, seed: 3, scale: 8)
+    let original = gate
+    let up = randomFloats(21, seed: 4)
+    gate.withUnsafeMutableBufferPointer { g in
+        up.withUnsafeBufferPointer { VectorMath.siluGate(g.baseAddress!, up: $0.baseAddress!, count: 21) }
+    }
+    for i in 0..<21 {
+        let g = Double(original[i])
+        #expect(abs(Double(gate[i]) - g / (1 + Foundation.exp(-g)) * Double(up[i])) < 1e-5)
+    }
+}
+
+@Test func gemmComputesLinearLayerProduct() {
+    let (m, n, k) = (5, 7, 9)
+    let a = randomFloats(m * k, seed: 5)
+    let w = randomFloats(n * k, seed: 6)  // [out, in]
+    var c = [Float](repeating: 1, count: m * n)
+    a.withUnsafeBufferPointer { ap in
+        w.withUnsafeBufferPointer { wp in
+            c.withUnsafeMutableBufferPointer {
+                BLAS.gemm(
+                    transposeB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, beta: 1, c: $0.baseAddress!,
+                    ldc: n)
+            }
+        }
+    }
+    for i in 0..<m {
+        for j in 0..<n {
+            let dot = (0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(w[j * k + $1]) }
+            #expect(abs(Double(c[i * n + j]) - (dot + 1)) < 1e-5)
+        }
+    }
+}
+
+@Test func rotaryRotatesHalvesByPositionAngle() {
+    let headDim = 8
+    let table = RotaryTable(headDimension: headDim, theta: 10_000, positions: 64)
+    let heads = 2
+    var x = randomFloats(3 * heads * headDim, seed: 9)
+    let original = x
+    let positions = [0, 5, 63]
+    x.withUnsafeMutableBufferPointer { xp in
+        positions.withUnsafeBufferPointer {
+            table.apply(xp.baseAddress!, rows: 3, rowStride: heads * headDim, heads: heads, positions: $0.baseAddress!)
+        }
+    }
+    for r in 0..<3 {
+        for h in 0..<heads {
+            let base = r * heads * headDim + h * headDim
+            for i in 0..<(headDim / 2) {
+                let angle = Double(positions[r]) * Foundation.pow(10_000, -Double(2 * i) / Double(headDim))
+                let a = Double(original[base + i])
+                let b = Double(original[base + i + headDim / 2])
+                #expect(abs(Double(x[base + i]) - (a * Foundation.cos(angle) - b * Foundation.sin(angle))) < 1e-5)
+                #expect(abs(Double(x[base + i + headDim / 2]) - (b * Foundation.cos(angle) + a * Foundation.sin(angle))) < 1e-5)
+            }
+        }
+    }
+}
+
+@Test func groupedAttentionMatchesNaiveSoftmaxAttention() {
+    let (heads, kvHeads, hd) = (4, 2, 6)
+    let (queryRows, keyRows) = (3, 10)
+    let q = randomFloats(queryRows * heads * hd, seed: 11, scale: 2)
+    let k = randomFloats(keyRows * kvHeads * hd, seed: 12, scale: 2)
+    let v = randomFloats(keyRows * kvHeads * hd, seed: 13)
+    var out = [Float](repeating: 0, count: queryRows * heads * hd)
+    var scores = [Float](repeating: 0, count: queryRows * keyRows)
+    q.withUnsafeBufferPointer { qp in
+        k.withUnsafeBufferPointer { kp in
+            v.withUnsafeBufferPointer { vp in
+                out.withUnsafeMutableBufferPointer { op in
+                    scores.withUnsafeMutableBufferPointer { sp in
+                        Attention.forward(
+                            queries: qp.baseAddress!, queryStride: heads * hd, queryRows: queryRows,
+                            keys: kp.baseAddress!, values: vp.baseAddress!, kvStride: kvHeads * hd, keyRows: keyRows,
+                            heads: heads, kvHeads: kvHeads, headDimension: hd,
+                            output: op.baseAddress!, outputStride: heads * hd, scores: sp.baseAddress!)
+                    }
+                }
+            }
+        }
+    }
+    for r in 0..<queryRows {
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            var weights = (0..<keyRows).map { j in
+                (0..<hd).reduce(0.0) { $0 + Double(q[r * heads * hd + h * hd + $1]) * Double(k[j * kvHeads * hd + g * hd + $1]) }
+                    / Double(hd).squareRoot()
+            }
+            let top = weights.max()!
+            weights = weights.map { Foundation.exp($0 - top) }
+            let total = weights.reduce(0, +)
+            for i in 0..<hd {
+                let expected = (0..<keyRows).reduce(0.0) { $0 + weights[$1] / total * Double(v[$1 * kvHeads * hd + g * hd + i]) }
+                #expect(abs(Double(out[r * heads * hd + h * hd + i]) - expected) < 1e-5)
+            }
+        }
+    }
+}
+
+@Test func topKReturnsLargestFirstWithStableTies() {
+    let x: [Float] = [0.1, 0.9, 0.3, 0.9, -1, 0.5]
+    var picked: [Int] = []
+    x.withUnsafeBufferPointer { VectorMath.topK($0.baseAddress!, count: x.count, k: 3) { i, _ in picked.append(i) } }
+    #expect(picked == [1, 3, 5])
+    #expect(x.withUnsafeBufferPointer { VectorMath.argmax($0.baseAddress!, count: x.count) } == 1)
+}
