@@ -243,17 +243,15 @@ public final class Stage {
         }
     }
 
-    /// Final norm and LM head on the read positions only, then per position the argmax (or
-    /// Gumbel-perturbed argmax) and its softmax probability, computed as `1 / sum(exp(l - max))`.
-    private func readout(_ batch: [SequenceForward]) -> [Readout] {
+    /// Final norm and LM head on the read positions only: fills `logits` with
+    /// `[read positions of the batch, embeddingSize]` and returns the number of rows.
+    private func headLogits(_ batch: [SequenceForward]) -> Int {
         let c = config
         let d = c.dModel
-        let vocabulary = c.embeddingSize
         let total = batch.reduce(0) { $0 + $1.readPositions.count }
-        guard total > 0 else { return batch.map { _ in Readout(positions: [], tokens: [], confidences: []) } }
+        guard total > 0 else { return 0 }
         normed.reserve(total * d)
-        logits.reserve(total * vocabulary)
-
+        logits.reserve(total * c.embeddingSize)
         var row = 0
         var rowStart = 0
         for s in batch {
@@ -267,12 +265,35 @@ public final class Stage {
             rowStart += s.computed.count
         }
         BLAS.gemm(
-            transposeB: true, m: total, n: vocabulary, k: d, a: normed.pointer, lda: d, b: weights.head!.pointer, ldb: d, c: logits.pointer,
-            ldc: vocabulary)
+            transposeB: true, m: total, n: c.embeddingSize, k: d, a: normed.pointer, lda: d, b: weights.head!.pointer, ldb: d,
+            c: logits.pointer, ldc: c.embeddingSize)
+        return total
+    }
 
+    /// Runs the batch on the last stage and returns the raw logits of every read position,
+    /// `[positions, embeddingSize]` row-major. For tests and reference checks only: decoding
+    /// uses readouts, and logits never cross a stage boundary.
+    func forwardLogits(_ batch: [SequenceForward], input: StageInput) throws -> [Float] {
+        precondition(weights.isLast, "logits come from the last stage")
+        let saved = batch.map { s -> SequenceForward in
+            var s = s
+            s.readPositions = []
+            return s
+        }
+        _ = try forward(saved, input: input)
+        let rows = headLogits(batch)
+        return Array(UnsafeBufferPointer(start: logits.pointer, count: rows * config.embeddingSize))
+    }
+
+    /// Per read position, the argmax (or Gumbel-perturbed argmax) and its softmax probability,
+    /// computed stably as `1 / sum(exp(l - max))`.
+    private func readout(_ batch: [SequenceForward]) -> [Readout] {
+        let c = config
+        let vocabulary = c.embeddingSize
+        guard headLogits(batch) > 0 else { return batch.map { _ in Readout(positions: [], tokens: [], confidences: []) } }
         var readouts: [Readout] = []
         readouts.reserveCapacity(batch.count)
-        row = 0
+        var row = 0
         for s in batch {
             var out = Readout(positions: s.readPositions, tokens: [], confidences: [])
             out.tokens.reserveCapacity(s.readPositions.count)
