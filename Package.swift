@@ -24,12 +24,18 @@ let package = Package(
         .target(name: "L2PDModel", dependencies: ["L2PDKernels"]),
         // Byte-level BPE from tokenizer.json and the LLaDA-Instruct chat format.
         .target(name: "L2PDTokenizer"),
+        // Learn2PD's filter: the MLP, its file format, full-batch AdamW training on BLAS.
+        .target(name: "L2PDFilter", dependencies: ["L2PDModel", "L2PDKernels"]),
+        // The sampler: canvas, blocks, unmask policies, cache modes, EoTP, statistics.
+        .target(name: "L2PDDecoding", dependencies: ["L2PDModel", "L2PDFilter"]),
+        // Text in, text out: tokenizer + chat format + decoder; evaluation over the task suite.
+        .target(name: "L2PDEngine", dependencies: ["L2PDDecoding", "L2PDTokenizer", "L2PDTasks"]),
         // Seeded task suite with ground truth and answer checking.
         .target(name: "L2PDTasks"),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",
-            dependencies: ["L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels"]
+            dependencies: ["L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels"]
         ),
         .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
         .testTarget(
@@ -43,6 +49,12 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
+        .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"]),
+        .testTarget(
+            name: "L2PDDecodingTests",
+            dependencies: ["L2PDDecoding", "L2PDModel"],
+            resources: [.copy("Fixtures")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -81,19 +81,27 @@ public enum Attention {
         precondition(heads % kvHeads == 0, "query heads must be a multiple of K/V heads")
         let group = heads / kvHeads
         let scale = 1 / Float(headDimension).squareRoot()
+        // Query tiles keep each score block (tile x keyRows) in cache between the two
+        // products and the softmax, instead of streaming a full keyRows^2 matrix.
+        let tile = max(16, min(queryRows, (64 * 1024) / max(keyRows, 1)))
         for h in onlyHeads ?? 0..<heads {
             let g = h / group
-            BLAS.gemm(
-                transposeB: true, m: queryRows, n: keyRows, k: headDimension, alpha: scale,
-                a: queries + h * headDimension, lda: queryStride,
-                b: keys + g * headDimension, ldb: kvStride,
-                c: scores, ldc: keyRows)
-            VectorMath.softmaxRows(scores, rows: queryRows, columns: keyRows, stride: keyRows)
-            BLAS.gemm(
-                transposeB: false, m: queryRows, n: headDimension, k: keyRows,
-                a: scores, lda: keyRows,
-                b: values + g * headDimension, ldb: kvStride,
-                c: output + h * headDimension, ldc: outputStride)
+            var row = 0
+            while row < queryRows {
+                let rows = min(tile, queryRows - row)
+                BLAS.gemm(
+                    transposeB: true, m: rows, n: keyRows, k: headDimension, alpha: scale,
+                    a: queries + row * queryStride + h * headDimension, lda: queryStride,
+                    b: keys + g * headDimension, ldb: kvStride,
+                    c: scores, ldc: keyRows)
+                VectorMath.softmaxRows(scores, rows: rows, columns: keyRows, stride: keyRows)
+                BLAS.gemm(
+                    transposeB: false, m: rows, n: headDimension, k: keyRows,
+                    a: scores, lda: keyRows,
+                    b: values + g * headDimension, ldb: kvStride,
+                    c: output + row * outputStride + h * headDimension, ldc: outputStride)
+                row += rows
+            }
         }
     }
 }

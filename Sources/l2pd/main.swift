@@ -1,10 +1,12 @@
 import Foundation
+import L2PDDecoding
 import L2PDKernels
 import L2PDModel
+import L2PDTokenizer
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
-    BenchForwardCommand.self
+    GenerateCommand.self, EvalCommand.self, TasksExportCommand.self, BenchForwardCommand.self,
 ]
 
 @MainActor func topLevelHelp() -> String {
@@ -51,6 +53,12 @@ let commands: [any Command.Type] = [
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as StageError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as GenerationError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as TokenizerError {
         printError("l2pd: \(error.description)")
         return 1
     } catch {

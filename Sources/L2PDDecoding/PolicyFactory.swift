@@ -1,0 +1,25 @@
+/// Builds policies from their command-line names.
+public enum PolicyFactory {
+    public static let names = ["baseline", "random", "threshold", "factor"]
+
+    /// Settings a policy may read; each has the paper's default.
+    public struct Settings: Sendable {
+        public var threshold: Float = 0.9
+        public var factor: Float = 1
+        public init() {}
+    }
+
+    public static func make(_ name: String, settings: Settings = Settings()) throws -> any UnmaskPolicy {
+        switch name {
+        case "baseline", "low-confidence": return LowConfidencePolicy()
+        case "random": return RandomPolicy()
+        case "threshold":
+            guard settings.threshold > 0 && settings.threshold <= 1 else { throw GenerationError.invalidThreshold(settings.threshold) }
+            return ThresholdPolicy(threshold: settings.threshold)
+        case "factor":
+            guard settings.factor > 0 else { throw GenerationError.invalidLength(name: "factor", value: Int(settings.factor)) }
+            return FactorPolicy(factor: settings.factor)
+        default: throw GenerationError.unknownPolicy(name)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import L2PDDecoding
+import L2PDModel
+import L2PDTasks
+
+/// A policy as named in an evaluation grid: `threshold`, `threshold+eotp`, ...
+public struct PolicySpec: Sendable, Hashable {
+    public var name: String
+    public var eotp: Bool
+
+    public init(name: String, eotp: Bool) {
+        self.name = name
+        self.eotp = eotp
+    }
+
+    public init(parsing text: String) {
+        if text.hasSuffix("+eotp") {
+            self.init(name: String(text.dropLast(5)), eotp: true)
+        } else {
+            self.init(name: text, eotp: false)
+        }
+    }
+
+    public var label: String { eotp ? "\(name)+eotp" : name }
+    public static let baseline = PolicySpec(name: "baseline", eotp: false)
+}
+
+/// One row of the evaluation table (JSON keys as documented for `l2pd eval --json`).
+public struct EvaluationRow: Sendable, Codable, Equatable {
+    public var policy: String
+    public var cache: String
+    public var gen_length: Int
+    public var eotp: Bool
+    public var accuracy: Double
+    public var nfe: Double
+    public var positions: Double
+    public var tpf: Double
+    public var tps: Double
+    public var speedup: Double
+}
+
+/// The grid `l2pd eval` runs: every policy x cache mode x gen length on the same prompts.
+public struct EvaluationPlan: Sendable {
+    public var policies: [PolicySpec] = [.baseline]
+    public var caches: [CacheMode] = [.none]
+    public var genLengths: [Int] = [256]
+    public var blockLength = 32
+    public var examples: [TaskExample] = []
+    public var settings = PolicyFactory.Settings()
+    public var eotpGate: Float? = nil
+
+    public init() {}
+
+    /// The runs in order: per gen length, the plain baseline first (the speedup reference),
+    /// then every listed combination once.
+    public var runs: [(genLength: Int, policy: PolicySpec, cache: CacheMode)] {
+        var out: [(Int, PolicySpec, CacheMode)] = []
+        for g in genLengths {
+            out.append((g, .baseline, .none))
+            for p in policies {
+                for c in caches where !(p == .baseline && c == .none) { out.append((g, p, c)) }
+            }
+        }
+        return out
+    }
+}
+
+public enum Evaluation {
+    /// Runs the plan; `progress` receives one line per finished prompt.
+    public static func run(
+        _ plan: EvaluationPlan, generator: TextGenerator, progress: @Sendable (String) -> Void
+    ) async throws -> [EvaluationRow] {
+        for spec in Set(plan.policies) { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
+        var rows: [EvaluationRow] = []
+        var baselineTPS: [Int: Double] = [:]
+        let runs = plan.runs
+        for (index, run) in runs.enumerated() {
+            var options = GenerationOptions()
+            options.genLength = run.genLength
+            options.blockLength = plan.blockLength
+            options.policy = try PolicyFactory.make(run.policy.name, settings: plan.settings)
+            options.cache = run.cache
+            options.eotp = run.policy.eotp
+            options.eotpGate = plan.eotpGate
+            var total = GenerationStatistics()
+            var correct = 0
+            for (i, example) in plan.examples.enumerated() {
+                let output = try await generator.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
+                if TaskSuite.isCorrect(example, output: output.text) { correct += 1 }
+                total.nfe += output.statistics.nfe
+                total.positions += output.statistics.positions
+                total.usefulTokens += output.statistics.usefulTokens
+                total.seconds += output.statistics.seconds
+                progress(
+                    "[run \(index + 1)/\(runs.count)] \(run.policy.label) cache=\(run.cache.rawValue) gen=\(run.genLength): "
+                        + "\(i + 1)/\(plan.examples.count) prompts, accuracy \(correct)/\(i + 1)")
+            }
+            let n = Double(max(plan.examples.count, 1))
+            if run.policy == .baseline && run.cache == .none { baselineTPS[run.genLength] = total.tps }
+            let reference = baselineTPS[run.genLength] ?? 0
+            rows.append(
+                EvaluationRow(
+                    policy: run.policy.name, cache: run.cache.rawValue, gen_length: run.genLength, eotp: run.policy.eotp,
+                    accuracy: Double(correct) / n, nfe: Double(total.nfe) / n, positions: Double(total.positions) / n,
+                    tpf: total.tpf, tps: total.tps, speedup: reference > 0 ? total.tps / reference : 0))
+        }
+        return rows
+    }
+
+    /// The table `l2pd eval` prints.
+    public static func table(_ rows: [EvaluationRow]) -> String {
+        var lines = [
+            "policy            cache   gen  accuracy       nfe   positions      tpf       tps  speedup",
+            String(repeating: "-", count: 88),
+        ]
+        for r in rows {
+            let policy = (r.eotp ? r.policy + "+eotp" : r.policy).padding(toLength: 17, withPad: " ", startingAt: 0)
+            lines.append(
+                policy + " " + r.cache.padding(toLength: 6, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %5d  %7.3f  %8.1f  %10.0f  %7.2f  %8.1f  %6.2fx", r.gen_length, r.accuracy, r.nfe, r.positions, r.tpf,
+                        r.tps, r.speedup))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import L2PDDecoding
+import L2PDModel
+import L2PDTokenizer
+
+/// Text in, text out: the tokenizer and LLaDA-Instruct chat format on one side, the decoder
+/// and its pipeline on the other. Used by `l2pd generate`, `l2pd eval` and the coordinator.
+public struct TextGenerator: Sendable {
+    public let tokenizer: Tokenizer
+    public let decoder: Decoder
+
+    public init(tokenizer: Tokenizer, pipeline: any Pipeline) {
+        self.tokenizer = tokenizer
+        self.decoder = Decoder(pipeline: pipeline)
+    }
+
+    /// Prompt token ids: the chat format around `text` unless `raw`.
+    public func promptTokens(_ text: String, raw: Bool) throws -> [Int] {
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw GenerationError.emptyPrompt }
+        return tokenizer.encode(raw ? text : ChatFormat.llaDAInstruct(user: text))
+    }
+
+    public struct Output: Sendable {
+        public var text: String
+        public var tokens: [Int]
+        public var statistics: GenerationStatistics
+    }
+
+    public func generate(
+        _ text: String, raw: Bool = false, options: GenerationOptions, sequenceID: UInt64 = 1,
+        onStep: (@Sendable (StepEvent) -> Void)? = nil
+    ) async throws -> Output {
+        let prompt = try promptTokens(text, raw: raw)
+        let result = try await decoder.generate(prompt: prompt, options: options, sequenceID: sequenceID, onStep: onStep)
+        return Output(text: tokenizer.decode(result.tokens, skipSpecialTokens: true), tokens: result.tokens, statistics: result.statistics)
+    }
+}
+
+/// A loaded model directory: checkpoint plus tokenizer.
+public struct ModelBundle: Sendable {
+    public let checkpoint: Checkpoint
+    public let tokenizer: Tokenizer
+
+    public init(directory: URL) throws {
+        checkpoint = try Checkpoint(directory: directory)
+        let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: tokenizerURL.path) else {
+            throw CheckpointError.missingFile(path: tokenizerURL.path)
+        }
+        tokenizer = try Tokenizer(contentsOf: tokenizerURL)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import L2PDKernels
+import L2PDModel
+
+/// Learn2PD's filter: `Linear(B, B) -> ReLU -> Linear(B, B)` over the block's confidences,
+/// one logit per block position (section 4 of the algorithm notes). Weights are PyTorch
+/// Linear layout (`[out, in]`); a position is accepted when `sigmoid(logit) > tau`.
+public struct FilterNetwork: Sendable, Equatable {
+    public let blockLength: Int
+    /// Input width: `blockLength` confidences, plus extra features when `features` says so.
+    public let inputWidth: Int
+    public var w1: [Float]
+    public var b1: [Float]
+    public var w2: [Float]
+    public var b2: [Float]
+    public var tau: Float
+    public var features: FilterFeatures
+
+    public init(blockLength: Int, features: FilterFeatures = .confidence, tau: Float = 0.96, seed: UInt64 = 0) {
+        self.blockLength = blockLength
+        self.features = features
+        self.inputWidth = features.width(blockLength: blockLength)
+        self.tau = tau
+        // PyTorch's default Linear init: U(-1/sqrt(in), 1/sqrt(in)).
+        var random = SplitMix(seed: seed)
+        let bound1 = 1 / Float(inputWidth).squareRoot()
+        let bound2 = 1 / Float(blockLength).squareRoot()
+        w1 = (0..<(blockLength * inputWidth)).map { _ in random.uniform(-bound1, bound1) }
+        b1 = (0..<blockLength).map { _ in random.uniform(-bound1, bound1) }
+        w2 = (0..<(blockLength * blockLength)).map { _ in random.uniform(-bound2, bound2) }
+        b2 = (0..<blockLength).map { _ in random.uniform(-bound2, bound2) }
+    }
+
+    public var parameterCount: Int { w1.count + b1.count + w2.count + b2.count }
+
+    /// Logits for `rows` inputs (`[rows, inputWidth]`), written to `out` (`[rows, blockLength]`);
+    /// `hidden` receives the post-ReLU activations (`[rows, blockLength]`).
+    public func forward(
+        _ input: UnsafePointer<Float>, rows: Int, hidden: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    ) {
+        let b = blockLength
+        for r in 0..<rows {
+            for j in 0..<b {
+                hidden[r * b + j] = b1[j]
+                out[r * b + j] = b2[j]
+            }
+        }
+        w1.withUnsafeBufferPointer { w in
+            BLAS.gemm(
+                transposeB: true, m: rows, n: b, k: inputWidth, a: input, lda: inputWidth, b: w.baseAddress!, ldb: inputWidth, beta: 1,
+                c: hidden, ldc: b)
+        }
+        for i in 0..<(rows * b) where hidden[i] < 0 { hidden[i] = 0 }
+        w2.withUnsafeBufferPointer { w in
+            BLAS.gemm(transposeB: true, m: rows, n: b, k: b, a: hidden, lda: b, b: w.baseAddress!, ldb: b, beta: 1, c: out, ldc: b)
+        }
+    }
+
+    /// Logits for one input vector.
+    public func logits(_ input: [Float]) -> [Float] {
+        precondition(input.count == inputWidth)
+        var hidden = [Float](repeating: 0, count: blockLength)
+        var out = [Float](repeating: 0, count: blockLength)
+        input.withUnsafeBufferPointer { x in
+            hidden.withUnsafeMutableBufferPointer { h in
+                out.withUnsafeMutableBufferPointer { forward(x.baseAddress!, rows: 1, hidden: h.baseAddress!, out: $0.baseAddress!) }
+            }
+        }
+        return out
+    }
+}
+
+/// What the filter reads. `confidence` is the paper's input; the richer variants add one
+/// feature per position and are kept only if they improve the evaluation table.
+public enum FilterFeatures: String, Sendable, CaseIterable, Codable {
+    /// The block's B confidences (committed positions included, zero-padded).
+    case confidence
+    /// Confidences, then each position's top-1 minus top-2 probability margin.
+    case confidenceMargin = "confidence+margin"
+
+    public func width(blockLength: Int) -> Int {
+        switch self {
+        case .confidence: return blockLength
+        case .confidenceMargin: return 2 * blockLength
+        }
+    }
+}
+
+/// SplitMix64: a small, fully specified generator so seeded runs repeat on every platform.
+public struct SplitMix: Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return GumbelNoise.mix(state &- 0x9E37_79B9_7F4A_7C15)
+    }
+
+    public mutating func uniform(_ low: Float, _ high: Float) -> Float {
+        low + (high - low) * Float(Double(next() >> 11) * 0x1.0p-53)
+    }
+
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import L2PDDecoding
+import L2PDEngine
+import L2PDTasks
+
+struct EvalCommand: Command {
+    static let path = ["eval"]
+    static let summary = "Run policies x cache modes x gen lengths on the task suite's evaluation split; print one table."
+    static let options: [OptionSpec] =
+        [
+            .option("policies", "LIST", "Comma-separated policies, each optionally +eotp.", default: "baseline,threshold,factor"),
+            .option("limit", "N", "Prompts from the evaluation split.", default: "50"),
+            .option(
+                "task", "LIST", "Task families (default: all): \(TaskFamily.allCases.map(\.rawValue).joined(separator: ", ")).",
+                default: nil),
+            .option("task-seed", "N", "Seed of the evaluation prompts.", default: "1"),
+            .option("json", "FILE", "Write {\"rows\": [...]} to FILE."),
+            .option("plot", "FILE", "Draw accuracy against TPF for every row (SVG)."),
+        ]
+        + DecodingOptions.specs.map { spec in
+            switch spec.name {
+            case "gen-length": return .option("gen-length", "LIST", "Comma-separated gen lengths.", default: "256")
+            case "cache": return .option("cache", "LIST", "Comma-separated cache modes.", default: "none")
+            default: return spec
+            }
+        }.filter { !["steps", "eotp", "temperature", "seed"].contains($0.name) }
+
+    static func run(_ o: ParsedOptions) async throws {
+        var plan = EvaluationPlan()
+        plan.policies = o.list("policies").map(PolicySpec.init(parsing:))
+        plan.caches = try o.list("cache").map(DecodingOptions.cacheMode)
+        plan.genLengths = try o.list("gen-length").map {
+            guard let g = Int($0), g > 0 else { throw UsageError("--gen-length expects positive integers, got '\($0)'") }
+            return g
+        }
+        plan.blockLength = try o.positiveInt("block-length")!
+        plan.settings = try DecodingOptions.settings(o)
+        plan.eotpGate = try o.double("eotp-gate").map(Float.init)
+        let families = try o.list("task").map {
+            guard let family = TaskFamily(rawValue: $0) else {
+                throw UsageError("unknown task '\($0)' (known: \(TaskFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return family
+        }
+        plan.examples = TaskSuite.examples(
+            split: .eval, count: try o.positiveInt("limit")!, seed: UInt64(try o.int("task-seed")!),
+            families: families.isEmpty ? TaskFamily.allCases : families)
+        for spec in plan.policies { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
+        let generator = try DecodingOptions.generator(o)
+        printError("eval: \(plan.runs.count) runs x \(plan.examples.count) prompts")
+        let rows = try await Evaluation.run(plan, generator: generator) { line in
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        }
+        printError("")
+        print(Evaluation.table(rows))
+        if let path = o.string("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(["rows": rows]).write(to: URL(fileURLWithPath: path))
+        }
+        if let path = o.string("plot") {
+            try ParetoPlot.svg(rows).write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+struct TasksExportCommand: Command {
+    static let path = ["tasks", "export"]
+    static let summary = "Write task-suite examples as JSONL (family, prompt, answer, expected)."
+    static let options: [OptionSpec] = [
+        .option("split", "NAME", "train or eval.", default: "train"),
+        .option("count", "N", "Examples to write.", default: "1000"),
+        .option("seed", "N", "Generator seed.", default: "1"),
+        .option("task", "LIST", "Task families (default: all).", default: nil),
+        .option("out", "FILE", "Output file (default: standard output)."),
+    ]
+
+    static func run(_ o: ParsedOptions) async throws {
+        guard let split = TaskSplit(rawValue: o.string("split")!) else { throw UsageError("--split must be train or eval") }
+        let families = try o.list("task").map {
+            guard let family = TaskFamily(rawValue: $0) else { throw UsageError("unknown task '\($0)'") }
+            return family
+        }
+        let examples = TaskSuite.examples(
+            split: split, count: try o.positiveInt("count")!, seed: UInt64(try o.int("seed")!),
+            families: families.isEmpty ? TaskFamily.allCases : families)
+        let text = examples.map(TaskSuite.jsonLine).joined(separator: "\n") + "\n"
+        if let path = o.string("out") {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            printError("tasks export: wrote \(examples.count) \(split.rawValue) examples to \(path)")
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
