@@ -32,10 +32,15 @@ let package = Package(
         .target(name: "L2PDEngine", dependencies: ["L2PDDecoding", "L2PDTokenizer", "L2PDTasks"]),
         // Seeded task suite with ground truth and answer checking.
         .target(name: "L2PDTasks"),
+        // The tiny default model and its filter, shipped as resources.
+        .target(name: "L2PDDefaultModel", resources: [.copy("Model"), .copy("Filter")]),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",
-            dependencies: ["L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels"]
+            dependencies: [
+                "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels", "L2PDFilter",
+                "L2PDDefaultModel",
+            ]
         ),
         .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
         .testTarget(
@@ -52,7 +57,7 @@ let package = Package(
         .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"]),
         .testTarget(
             name: "L2PDDecodingTests",
-            dependencies: ["L2PDDecoding", "L2PDModel"],
+            dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel"],
             resources: [.copy("Fixtures")]
         ),
     ],

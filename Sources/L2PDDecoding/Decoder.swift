@@ -44,6 +44,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case invalidThreshold(Float)
     case unknownPolicy(String)
     case missingReference(policy: String)
+    case missingFilter
+    case filterBlockLength(filter: Int, blockLength: Int)
 
     public var description: String {
         switch self {
@@ -61,6 +63,9 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
         case .unknownPolicy(let name):
             return "unknown policy '\(name)' (known: \(PolicyFactory.names.joined(separator: ", ")))"
         case .missingReference(let policy): return "policy \(policy) needs a reference answer"
+        case .missingFilter: return "policy learn2pd needs a filter (--filter FILE; no default filter is available)"
+        case .filterBlockLength(let filter, let block):
+            return "the filter was trained for block length \(filter), but block length is \(block)"
         }
     }
 }
@@ -135,6 +140,9 @@ public struct Decoder: Sendable {
         onStep: (@Sendable (StepEvent) -> Void)? = nil
     ) async throws -> GenerationResult {
         try validate(promptLength: prompt.count, options: options)
+        if let policy = options.policy as? Learn2PDPolicy, policy.filter.blockLength != options.blockLength {
+            throw GenerationError.filterBlockLength(filter: policy.filter.blockLength, blockLength: options.blockLength)
+        }
         if options.policy.needsReference && options.reference == nil {
             throw GenerationError.missingReference(policy: options.policy.name)
         }

@@ -31,8 +31,25 @@ public struct TextGenerator: Sendable {
         onStep: (@Sendable (StepEvent) -> Void)? = nil
     ) async throws -> Output {
         let prompt = try promptTokens(text, raw: raw)
+        var options = options
+        if options.policy.needsReference && options.reference == nil {
+            options.reference = try await referenceAnswer(prompt: prompt, options: options, sequenceID: sequenceID)
+        }
         let result = try await decoder.generate(prompt: prompt, options: options, sequenceID: sequenceID, onStep: onStep)
         return Output(text: tokenizer.decode(result.tokens, skipSpecialTokens: true), tokens: result.tokens, statistics: result.statistics)
+    }
+}
+
+extension TextGenerator {
+    /// The answer an oracle policy (EGP) compares against: the plain baseline's canvas for the
+    /// same prompt, gen length, block length and steps (no cache, no EoTP).
+    public func referenceAnswer(prompt: [Int], options: GenerationOptions, sequenceID: UInt64) async throws -> [Int] {
+        var baseline = options
+        baseline.policy = LowConfidencePolicy()
+        baseline.cache = .none
+        baseline.eotp = false
+        baseline.reference = nil
+        return try await decoder.generate(prompt: prompt, options: baseline, sequenceID: sequenceID).canvas
     }
 }
 

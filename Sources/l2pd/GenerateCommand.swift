@@ -15,6 +15,8 @@ enum DecodingOptions {
         .option("eotp-gate", "P", "Only truncate when the end-of-text confidence is at least P."),
         .option("threshold", "TAU", "Confidence threshold of the threshold policy, in (0, 1].", default: "0.9"),
         .option("factor", "F", "Factor of the factor policy.", default: "1.0"),
+        .option("filter", "FILE", "Learn2PD filter (safetensors) for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
+        .option("tau", "P", "Filter acceptance threshold of learn2pd, in (0, 1).", default: "the filter's own"),
         .option("temperature", "T", "Gumbel sampling temperature (0: greedy).", default: "0"),
         .option("seed", "N", "Seed for sampling and random remasking.", default: "0"),
         .option("threads", "N", "Compute threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
@@ -25,6 +27,11 @@ enum DecodingOptions {
         settings.threshold = Float(try o.double("threshold")!)
         settings.factor = Float(try o.double("factor")!)
         guard settings.threshold > 0 && settings.threshold <= 1 else { throw GenerationError.invalidThreshold(settings.threshold) }
+        if o.string("tau") != "the filter's own" {
+            guard let tau = try o.double("tau"), tau > 0, tau < 1 else { throw UsageError("--tau must be in (0, 1)") }
+            settings.tau = Float(tau)
+        }
+        settings.filter = try ModelLocator.filter(o.string("filter"))
         return settings
     }
 

@@ -1,13 +1,28 @@
 import Foundation
+import L2PDDefaultModel
+import L2PDFilter
 
-/// Resolves `--model`: a directory given by the user, or the embedded default model.
+/// Resolves `--model` and `--filter`: paths given by the user, or what the package ships.
 enum ModelLocator {
     static let defaultDescription = "the embedded default model"
+    static let defaultFilterDescription = "the embedded filter"
 
     static func directory(_ argument: String?) throws -> URL {
         if let path = argument, path != defaultDescription {
             return URL(fileURLWithPath: path)
         }
-        throw UsageError("no embedded default model is available yet; pass --model DIR")
+        guard let url = DefaultModel.directory else {
+            throw UsageError("the embedded default model is missing from this build; pass --model DIR")
+        }
+        return url
+    }
+
+    /// The filter to use, or nil when none was given and none ships (learn2pd then refuses).
+    static func filter(_ argument: String?) throws -> FilterNetwork? {
+        if let path = argument, path != defaultFilterDescription {
+            guard FileManager.default.fileExists(atPath: path) else { throw UsageError("filter file not found: \(path)") }
+            return try FilterNetwork(contentsOf: URL(fileURLWithPath: path))
+        }
+        return try DefaultModel.filter.map { try FilterNetwork(contentsOf: $0) }
     }
 }

@@ -1,12 +1,14 @@
 import Foundation
 import L2PDDecoding
+import L2PDFilter
 import L2PDKernels
 import L2PDModel
 import L2PDTokenizer
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
-    GenerateCommand.self, EvalCommand.self, TasksExportCommand.self, BenchForwardCommand.self,
+    GenerateCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self, FilterCalibrateCommand.self,
+    TasksExportCommand.self, BenchForwardCommand.self,
 ]
 
 @MainActor func topLevelHelp() -> String {
@@ -56,6 +58,9 @@ let commands: [any Command.Type] = [
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as GenerationError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as FilterFileError {
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as TokenizerError {
