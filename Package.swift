@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "L2PDEngine", dependencies: ["L2PDDecoding", "L2PDTokenizer", "L2PDTasks"]),
         // Seeded task suite with ground truth and answer checking.
         .target(name: "L2PDTasks"),
+        // The cluster's binary frame codec (proto/PROTOCOL.md): messages, encode, validating decode.
+        .target(name: "L2PDProtocol", dependencies: ["L2PDModel"]),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",
