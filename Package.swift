@@ -52,6 +52,7 @@ let package = Package(
         ),
         .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
         .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"]),
+        .testTarget(name: "L2PDProtocolTests", dependencies: ["L2PDProtocol", "L2PDModel"]),
         .testTarget(
             name: "L2PDDecodingTests",
             dependencies: ["L2PDDecoding", "L2PDModel"],
