@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "L2PDTasks"),
         // The tiny default model and its filter, shipped as resources.
         .target(name: "L2PDDefaultModel", resources: [.copy("Model"), .copy("Filter")]),
+        // The cluster's binary frame codec (proto/PROTOCOL.md): messages, encode, validating decode.
+        .target(name: "L2PDProtocol", dependencies: ["L2PDModel"]),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",
@@ -55,6 +57,7 @@ let package = Package(
         ),
         .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
         .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"]),
+        .testTarget(name: "L2PDProtocolTests", dependencies: ["L2PDProtocol", "L2PDModel"]),
         .testTarget(
             name: "L2PDDecodingTests",
             dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel"],
