@@ -36,12 +36,18 @@ let package = Package(
         .target(name: "L2PDDefaultModel", resources: [.copy("Model"), .copy("Filter")]),
         // The cluster's binary frame codec (proto/PROTOCOL.md): messages, encode, validating decode.
         .target(name: "L2PDProtocol", dependencies: ["L2PDModel"]),
+        // nng sockets for the cluster: pair (coordinator to worker), request/reply (clients).
+        .target(name: "L2PDTransport", dependencies: ["CNNG"]),
+        // Cluster roles: worker node, networked pipeline, coordinator actor, cluster files.
+        .target(
+            name: "L2PDCluster",
+            dependencies: ["L2PDEngine", "L2PDDecoding", "L2PDProtocol", "L2PDTransport", "L2PDModel", "L2PDFilter", "L2PDTokenizer"]),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",
             dependencies: [
                 "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels", "L2PDFilter",
-                "L2PDDefaultModel",
+                "L2PDDefaultModel", "L2PDCluster", "L2PDTransport",
             ]
         ),
         .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
@@ -58,6 +64,12 @@ let package = Package(
         .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
         .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"]),
         .testTarget(name: "L2PDProtocolTests", dependencies: ["L2PDProtocol", "L2PDModel"]),
+        .testTarget(
+            name: "L2PDClusterTests",
+            dependencies: [
+                "L2PDCluster", "L2PDDefaultModel", "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDProtocol", "L2PDTransport",
+                "L2PDTasks", "L2PDFilter", "L2PDTokenizer",
+            ]),
         .testTarget(
             name: "L2PDDecodingTests",
             dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel"],

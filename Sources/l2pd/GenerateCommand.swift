@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
 import L2PDModel
@@ -42,22 +43,28 @@ enum DecodingOptions {
         return mode
     }
 
+    /// The request the flags describe (policy given by name); the same shape a coordinator takes.
+    static func request(_ o: ParsedOptions, prompt: String, policy: String) throws -> GenerationRequest {
+        var r = GenerationRequest(prompt: prompt)
+        r.policy = policy
+        r.gen_length = try o.positiveInt("gen-length")!
+        r.block_length = try o.positiveInt("block-length")!
+        if o.string("steps") != "gen length" { r.steps = try o.positiveInt("steps") }
+        r.cache = try cacheMode(o.string("cache")!).rawValue
+        r.eotp = o.has("eotp")
+        r.eotp_gate = try o.double("eotp-gate").map(Float.init)
+        r.threshold = Float(try o.double("threshold")!)
+        r.factor = Float(try o.double("factor")!)
+        r.tau = try settings(o).tau
+        r.temperature = Float(try o.double("temperature")!)
+        guard r.temperature! >= 0 else { throw UsageError("--temperature must be at least 0") }
+        r.seed = UInt64(try o.int("seed")!)
+        return r
+    }
+
     /// Generation options from the parsed command line (policy given by name).
     static func generation(_ o: ParsedOptions, policy: String) throws -> GenerationOptions {
-        var options = GenerationOptions()
-        options.genLength = try o.positiveInt("gen-length")!
-        options.blockLength = try o.positiveInt("block-length")!
-        if o.string("steps") != "gen length" { options.steps = try o.positiveInt("steps") }
-        options.cache = try cacheMode(o.string("cache")!)
-        options.eotp = o.has("eotp")
-        options.eotpGate = try o.double("eotp-gate").map(Float.init)
-        let spec = PolicySpec(parsing: policy)
-        options.eotp = options.eotp || spec.eotp
-        options.policy = try PolicyFactory.make(spec.name, settings: try settings(o))
-        options.temperature = Float(try o.double("temperature")!)
-        guard options.temperature >= 0 else { throw UsageError("--temperature must be at least 0") }
-        options.seed = UInt64(try o.int("seed")!)
-        return options
+        try request(o, prompt: "", policy: policy).options(filter: try settings(o).filter)
     }
 
     static func generator(_ o: ParsedOptions) throws -> TextGenerator {
@@ -82,12 +89,33 @@ struct GenerateCommand: Command {
             .flag("stats", "Print NFE, positions, TPF, TPS and time on standard error."),
             .flag("json", "Print one JSON object: text, tokens, nfe, positions, tpf, tps, seconds."),
             .flag("visualize", "Show the canvas filling in live (masked dim, this step's commits highlighted)."),
+            .option("coordinator", "URL", "Send the request to a cluster coordinator instead of running the model here."),
         ]
 
     static func run(_ o: ParsedOptions) async throws {
         var prompt = o.arguments.joined(separator: " ")
         if prompt.isEmpty || prompt == "-" {
             prompt = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        }
+        if let url = o.string("coordinator") {
+            var request = try DecodingOptions.request(o, prompt: prompt, policy: o.string("policy")!)
+            request.raw = o.has("raw")
+            let finalRequest = request
+            let reply = try await Blocking.run { try CoordinatorClient.generate(finalRequest, url: url) }
+            if o.has("json") {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(reply), as: UTF8.self))
+            } else {
+                print(reply.text)
+            }
+            if o.has("stats") {
+                printError(
+                    String(
+                        format: "nfe %d  positions %d  useful tokens %d  tpf %.2f  tps %.1f  %.2f s", reply.nfe, reply.positions,
+                        reply.useful_tokens, reply.tpf, reply.tps, reply.seconds))
+            }
+            return
         }
         let options = try DecodingOptions.generation(o, policy: o.string("policy")!)
         let generator = try DecodingOptions.generator(o)

@@ -1,5 +1,8 @@
 import Foundation
+import L2PDCluster
 import L2PDDecoding
+import L2PDEngine
+import L2PDTransport
 import L2PDFilter
 import L2PDKernels
 import L2PDModel
@@ -8,7 +11,7 @@ import L2PDTokenizer
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
     GenerateCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self, FilterCalibrateCommand.self,
-    TasksExportCommand.self, BenchForwardCommand.self,
+    WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, BenchForwardCommand.self, BenchClusterCommand.self,
 ]
 
 @MainActor func topLevelHelp() -> String {
@@ -61,6 +64,15 @@ let commands: [any Command.Type] = [
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as FilterFileError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as RequestError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as ClusterError {
+        printError("l2pd: \(error.description)")
+        return 1
+    } catch let error as TransportError {
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as TokenizerError {

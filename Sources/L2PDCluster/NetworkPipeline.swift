@@ -1,0 +1,169 @@
+import Foundation
+import L2PDDecoding
+import L2PDModel
+import L2PDProtocol
+import L2PDTransport
+
+/// One worker as the coordinator sees it.
+public struct WorkerEndpoint: Sendable, Equatable, Codable {
+    public var url: String
+    public var layers: Range<Int>
+    public init(url: String, layers: Range<Int>) {
+        self.url = url
+        self.layers = layers
+    }
+}
+
+/// A request the cluster could not serve, naming the worker.
+public struct ClusterError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Traffic and time of the forward passes so far.
+public struct WireStatistics: Sendable, Equatable, Codable {
+    public var forwards = 0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    /// Seconds from sending a frame to a stage until its reply arrived, summed over stages.
+    public var roundTripSeconds = 0.0
+    public init() {}
+    public var bytesPerForward: Double { forwards > 0 ? Double(bytesSent + bytesReceived) / Double(forwards) : 0 }
+}
+
+/// The `Pipeline` of a cluster: the coordinator relays each forward pass through the workers
+/// in layer order (tokens to the first, hidden states onwards, the readout back from the last).
+/// A worker that (re)connects is greeted and assigned its layers before its next frame.
+public final class NetworkPipeline: Pipeline, @unchecked Sendable {
+    // @unchecked: mutable state (`assignedConnection`, counters, statistics) is guarded by `lock`.
+    public let config: ModelConfig
+    public let workers: [WorkerEndpoint]
+    public let fingerprint: UInt64
+    private let sockets: [PairSocket]
+    private let timeout: Double
+    private let lock = NSLock()
+    private var assignedConnection: [Int]
+    private var nextRequestID: UInt64 = 1
+    private var wire = WireStatistics()
+
+    /// `timeout`: seconds a stage may take for one frame before the request fails.
+    public init(config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60) throws {
+        try LayerPlan.validate(workers.map(\.layers), layers: config.layers)
+        self.config = config
+        self.fingerprint = fingerprint
+        self.workers = workers
+        self.timeout = timeout
+        sockets = try workers.map { try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes) }
+        assignedConnection = Array(repeating: -1, count: workers.count)
+    }
+
+    public var statistics: WireStatistics { lock.withLock { wire } }
+
+    /// Greets and assigns every worker now (the coordinator's start-up check).
+    public func connect() async throws {
+        for i in workers.indices { try await ensureAssigned(i) }
+    }
+
+    public func forward(_ batch: [SequenceForward], tokens: [Int]) async throws -> [Readout] {
+        var input = ForwardInput.tokens(tokens)
+        for i in workers.indices { try await ensureAssigned(i) }
+        // A worker lost anywhere in the pipeline dooms this pass (its caches are gone): notice
+        // it while waiting on any stage, not only when the pass reaches it.
+        let baseline = sockets.map(\.disconnectionCount)
+        let watch: @Sendable () -> (any Error)? = { [sockets, workers] in
+            for j in sockets.indices where sockets[j].disconnectionCount != baseline[j] {
+                return ClusterError("worker \(j + 1) at \(workers[j].url) disconnected during the request")
+            }
+            return nil
+        }
+        for i in workers.indices {
+            let step = UInt32(clamping: batch.first?.sampling.step ?? 0)
+            let reply = try await exchange(
+                i, .forward(ForwardRequest(batch: batch, input: input)), step: step, counts: true, abort: watch)
+            switch reply {
+            case .hiddenStates(let states) where i < workers.count - 1:
+                input = .hidden(states.hidden)
+            case .readout(let readout) where i == workers.count - 1:
+                let byID = Dictionary(readout.sequences.map { ($0.sequenceID, $0.readout) }, uniquingKeysWith: { a, _ in a })
+                return try batch.map {
+                    guard let r = byID[$0.sequenceID] else { throw ClusterError("worker \(workers[i].url) returned no readout for sequence \($0.sequenceID)") }
+                    return r
+                }
+            default:
+                throw ClusterError("worker \(workers[i].url) answered a forward with \(reply.kind)")
+            }
+        }
+        throw ClusterError("the cluster has no workers")
+    }
+
+    public func release(_ sequenceID: UInt64) async {
+        for i in workers.indices where sockets[i].isConnected {
+            _ = try? await exchange(i, .releaseCache([sequenceID]), step: 0, counts: false, sendTimeout: 0.5, replyTimeout: 2)
+        }
+    }
+
+    public func close() { sockets.forEach { $0.close() } }
+
+    private func ensureAssigned(_ i: Int) async throws {
+        let connection = sockets[i].connectionCount
+        if connection > 0 && lock.withLock({ assignedConnection[i] }) == connection && sockets[i].isConnected { return }
+        let worker = workers[i]
+        let assignment = ShardAssignment(
+            modelFingerprint: fingerprint, totalLayers: config.layers, layers: worker.layers,
+            nextStageURL: i + 1 < workers.count ? workers[i + 1].url : "")
+        switch try await exchange(i, .shardAssignment(assignment), step: 0, counts: false) {
+        case .hello(let hello) where hello.modelFingerprint == fingerprint:
+            lock.withLock { assignedConnection[i] = sockets[i].connectionCount }
+        case .hello(let hello):
+            throw ClusterError("worker \(worker.url) holds model \(hex(hello.modelFingerprint)), expected \(hex(fingerprint))")
+        default:
+            throw ClusterError("worker \(worker.url) did not accept its layers")
+        }
+    }
+
+    /// One frame to worker `i` and its reply; `error` frames become `ClusterError`s naming the worker.
+    private func exchange(
+        _ i: Int, _ message: Message, step: UInt32, counts: Bool, sendTimeout: Double = 2, replyTimeout: Double? = nil,
+        abort: @escaping @Sendable () -> (any Error)? = { nil }
+    ) async throws -> Message {
+        let id = lock.withLock { () -> UInt64 in
+            defer { nextRequestID += 1 }
+            return nextRequestID
+        }
+        let bytes = try Frame(requestID: id, step: step, message: message).encode()
+        let started = DispatchTime.now().uptimeNanoseconds
+        let reply: [UInt8]
+        do {
+            reply = try await sockets[i].exchange(
+                bytes, timeout: replyTimeout ?? timeout, sendTimeout: sendTimeout,
+                accept: { reply in reply.count >= 16 && reply.withUnsafeBytes { FrameHeader.replyIdentity(for: $0).requestID } == id },
+                abort: abort)
+        } catch let error as TransportError {
+            let what: String
+            switch error.kind {
+            case .unreachable: what = "is unreachable (no connection within \(sendTimeout) s)"
+            case .peerLost: what = "disconnected during the request"
+            case .timeout: what = "did not answer within \(replyTimeout ?? timeout) s"
+            case .nng: what = "failed: \(error.detail)"
+            }
+            throw ClusterError("worker \(i + 1) at \(workers[i].url) \(what)")
+        }
+        if counts {
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            lock.withLock {
+                wire.bytesSent += bytes.count
+                wire.bytesReceived += reply.count
+                wire.roundTripSeconds += elapsed
+                if i == workers.count - 1 { wire.forwards += 1 }
+            }
+        }
+        let frame: Frame
+        do { frame = try Frame.decode(reply) } catch {
+            throw ClusterError("worker \(i + 1) at \(workers[i].url) sent an undecodable frame: \(error)")
+        }
+        if case .error(let report) = frame.message {
+            throw ClusterError("worker \(i + 1) at \(workers[i].url) reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
+        }
+        return frame.message
+    }
+}

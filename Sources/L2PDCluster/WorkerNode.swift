@@ -1,0 +1,130 @@
+import Foundation
+import L2PDModel
+import L2PDProtocol
+import L2PDTransport
+
+/// A worker process's role: listens for one coordinator, takes the layer range it is
+/// assigned, loads only those weights, keeps per-request K/V caches for its layers, and
+/// answers every frame (hidden states, or the compact readout on the last stage). Runs on its
+/// own thread; a malformed frame gets an `error` frame back and never stops the loop.
+public final class WorkerNode: @unchecked Sendable {
+    // @unchecked: all mutable state is touched only by the thread running `serve`.
+    public let socket: PairSocket
+    public let name: String
+    private let checkpoint: Checkpoint
+    private let fingerprint: UInt64
+    private let threads: Int
+    private var stage: Stage?
+    private var assigned: Range<Int>?
+    private let log: @Sendable (String) -> Void
+
+    public init(listen url: String, modelDirectory: URL, threads: Int, log: @escaping @Sendable (String) -> Void) throws {
+        checkpoint = try Checkpoint(directory: modelDirectory)
+        fingerprint = try ModelFingerprint.of(directory: modelDirectory)
+        socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
+        name = url
+        self.threads = threads
+        self.log = log
+    }
+
+    /// Serves frames until `shouldStop` returns true (checked every half second).
+    public func serve(shouldStop: () -> Bool = { false }) {
+        while !shouldStop() {
+            let bytes: [UInt8]
+            do {
+                guard let received = try socket.receive(timeout: 0.5) else { continue }
+                bytes = received
+            } catch {
+                log("receive failed: \(error)")
+                continue
+            }
+            guard let reply = handle(bytes) else { continue }
+            do { try socket.send(reply, timeout: 5) } catch { log("reply dropped: \(error)") }
+        }
+    }
+
+    /// The reply to one frame, or nil when none is due (a malformed `error` frame).
+    public func handle(_ bytes: [UInt8]) -> [UInt8]? {
+        let frame: Frame
+        do {
+            frame = try Frame.decode(bytes)
+        } catch let error as ProtocolError {
+            if bytes.count >= 7 && bytes[6] == MessageKind.error.rawValue { return nil }
+            let identity = bytes.withUnsafeBytes { FrameHeader.replyIdentity(for: $0) }
+            return encode(Frame(requestID: identity.requestID, step: identity.step, message: .error(ErrorReport(error))))
+        } catch {
+            return encode(Frame(requestID: 0, message: .error(ErrorReport(.internal, text: "\(error)"))))
+        }
+        func reply(_ message: Message) -> [UInt8]? {
+            encode(Frame(requestID: frame.requestID, step: frame.step, message: message))
+        }
+        switch frame.message {
+        case .hello:
+            return reply(.hello(Hello(role: .worker, modelFingerprint: fingerprint, name: describe())))
+        case .shardAssignment(let assignment):
+            guard assignment.modelFingerprint == fingerprint else {
+                return reply(
+                    .error(
+                        ErrorReport(
+                            .fingerprintMismatch,
+                            text: "worker \(name) holds model \(hex(fingerprint)), assignment names \(hex(assignment.modelFingerprint))")))
+            }
+            guard assignment.totalLayers == checkpoint.config.layers else {
+                return reply(.error(ErrorReport(.invalidValue, text: "model has \(checkpoint.config.layers) layers, not \(assignment.totalLayers)")))
+            }
+            if assigned != assignment.layers {
+                do {
+                    stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: assignment.layers), threads: threads)
+                    assigned = assignment.layers
+                    log("assigned layers \(assignment.layers.lowerBound)..<\(assignment.layers.upperBound)")
+                } catch {
+                    stage = nil
+                    assigned = nil
+                    return reply(.error(ErrorReport(.internal, text: "cannot load layers: \(error)")))
+                }
+            } else {
+                stage?.releaseAll()
+            }
+            return reply(.hello(Hello(role: .worker, modelFingerprint: fingerprint, name: describe())))
+        case .forward(let request):
+            guard let stage else { return reply(.error(ErrorReport(.notAssigned, text: "worker \(name) has no layer range yet"))) }
+            do {
+                switch try stage.forward(request.batch, input: request.input.stageInput) {
+                case .hidden(let values):
+                    return reply(.hiddenStates(HiddenStates(batch: request.batch, hidden: HiddenTensor(dModel: checkpoint.config.dModel, values: values))))
+                case .readouts(let readouts):
+                    let sequences = zip(request.batch, readouts).map { SequenceReadout(sequenceID: $0.sequenceID, readout: $1) }
+                    return reply(.readout(ReadoutReply(sequences: sequences)))
+                }
+            } catch {
+                return reply(.error(ErrorReport(.stageFailed, text: "\(error)")))
+            }
+        case .releaseCache(let ids):
+            for id in ids { stage?.release(id) }
+            return reply(.releaseCache(ids))
+        case .ping(let nonce):
+            return reply(.pong(nonce: nonce))
+        case .hiddenStates, .readout, .pong:
+            return reply(.error(ErrorReport(.invalidValue, text: "a worker does not accept \(frame.message.kind) frames")))
+        case .error(let report):
+            log("peer reported error \(report.code): \(report.text)")
+            return nil
+        }
+    }
+
+    public var cachedSequenceCount: Int { stage?.cachedSequenceCount ?? 0 }
+
+    private func describe() -> String {
+        guard let assigned else { return "\(name) (unassigned)" }
+        return "\(name) layers \(assigned.lowerBound)..<\(assigned.upperBound)"
+    }
+
+    private func encode(_ frame: Frame) -> [UInt8]? {
+        do { return try frame.encode() } catch {
+            log("cannot encode reply: \(error)")
+            return try? Frame(requestID: frame.requestID, message: .error(ErrorReport(.internal, text: "reply not encodable"))).encode()
+        }
+    }
+}
+
+func hex(_ value: UInt64) -> String { String(format: "%016llx", value) }

@@ -1,0 +1,201 @@
+import Foundation
+import L2PDCluster
+import L2PDDecoding
+import L2PDEngine
+import L2PDModel
+import L2PDTasks
+import L2PDTransport
+
+/// Runs a blocking call on a dedicated thread, away from Swift's cooperative pool.
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// Exits cleanly on SIGINT and SIGTERM, with a last line on standard error.
+enum StopSignals {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+    static func install(_ label: String, quiet: Bool = false) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if !quiet { printError("\(label): stopping (signal \(sig))") }
+                exit(0)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
+struct WorkerCommand: Command {
+    static let path = ["worker"]
+    static let summary = "Serve a range of a model's layers to a coordinator (the range is assigned on connect)."
+    static let options: [OptionSpec] = [
+        .option("listen", "URL", "Address to listen on (tcp://HOST:PORT, ipc://PATH).", default: "tcp://127.0.0.1:7701"),
+        .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
+        .option("threads", "N", "Compute threads of this worker.", default: "1"),
+        .flag("quiet", "Log nothing but errors."),
+    ]
+
+    static func run(_ o: ParsedOptions) async throws {
+        let url = o.string("listen")!
+        let quiet = o.has("quiet")
+        let node = try WorkerNode(
+            listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!
+        ) { line in if !quiet { printError("worker \(url): \(line)") } }
+        StopSignals.install("worker \(url)", quiet: quiet)
+        if !quiet { printError("worker \(url): listening") }
+        try await Blocking.run { node.serve() }
+    }
+}
+
+struct CoordinatorCommand: Command {
+    static let path = ["coordinator"]
+    static let summary = "Connect to the workers of a cluster file and serve generation requests."
+    static let options: [OptionSpec] = [
+        .option("cluster", "FILE", "Cluster description (JSON: model, listen, workers with urls and layers).", default: "cluster/local-2.json"),
+        .option("filter", "FILE", "Learn2PD filter for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
+        .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
+        .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
+    ]
+
+    static func run(_ o: ParsedOptions) async throws {
+        let description = try ClusterDescription.load(URL(fileURLWithPath: o.string("cluster")!))
+        let directory = try ModelLocator.directory(description.model == "default" ? nil : description.model)
+        let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+        let workers = try description.endpoints(layers: config.layers)
+        let coordinator = try Coordinator(
+            modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
+            timeout: try o.double("timeout")!)
+        let deadline = Date().addingTimeInterval(try o.double("connect-timeout")!)
+        while true {
+            do {
+                try await coordinator.connect()
+                break
+            } catch {
+                if Date() > deadline { throw error }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+        for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
+        let socket = try ReplySocket(listening: description.listen)
+        StopSignals.install("coordinator")
+        printError("coordinator: listening on \(description.listen)")
+        try await Blocking.run { coordinator.serve(on: socket) { printError("coordinator: \($0)") } }
+    }
+}
+
+/// Starts local worker processes of this same executable, and stops them.
+final class LocalWorkers: @unchecked Sendable {
+    let urls: [String]
+    private var processes: [Process] = []
+
+    init(count: Int, model: String?, threads: Int) throws {
+        let base = 20_000 + Int(getpid()) % 20_000
+        urls = (0..<count).map { "tcp://127.0.0.1:\(base + $0)" }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        for url in urls {
+            let p = Process()
+            p.executableURL = executable
+            p.arguments = ["worker", "--listen", url, "--threads", "\(threads)", "--quiet"] + (model.map { ["--model", $0] } ?? [])
+            try p.run()
+            processes.append(p)
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { p.terminate() }
+        for p in processes { p.waitUntilExit() }
+    }
+
+    deinit { stop() }
+}
+
+struct BenchClusterCommand: Command {
+    static let path = ["bench", "cluster"]
+    static let summary = "Run the same prompts in-process and through N local workers; compare tokens, latency, bytes."
+    static let options: [OptionSpec] = [
+        .option("workers", "N", "Local worker processes (loopback).", default: "2"),
+        .option("policy", "NAME", "Unmask policy (suffix +eotp allowed).", default: "threshold"),
+        .option("cache", "MODE", "K/V cache: none, prefix or dual.", default: "dual"),
+        .option("limit", "N", "Prompts from the evaluation split.", default: "10"),
+        .option("gen-length", "N", "Answer canvas length.", default: "256"),
+        .option("worker-threads", "N", "Compute threads per worker.", default: "1"),
+        .option("model", "DIR", "Checkpoint directory.", default: ModelLocator.defaultDescription),
+        .flag("json", "End with one JSON line: workers, prompts, identical, latency_ratio, bytes_per_forward."),
+    ]
+
+    static func run(_ o: ParsedOptions) async throws {
+        let n = try o.positiveInt("workers")!
+        let workerThreads = try o.positiveInt("worker-threads")!
+        let modelArgument = o.string("model") == ModelLocator.defaultDescription ? nil : o.string("model")
+        let directory = try ModelLocator.directory(modelArgument)
+        let bundle = try ModelBundle(directory: directory)
+        guard n <= bundle.checkpoint.config.layers else { throw UsageError("--workers \(n) exceeds the model's \(bundle.checkpoint.config.layers) layers") }
+        var request = GenerationRequest(prompt: "")
+        request.policy = o.string("policy")!
+        request.cache = o.string("cache")!
+        request.gen_length = try o.positiveInt("gen-length")!
+        let options = try request.options(filter: try ModelLocator.filter(nil))
+        let examples = TaskSuite.examples(split: .eval, count: try o.positiveInt("limit")!, seed: 1)
+
+        let workers = try LocalWorkers(count: n, model: modelArgument, threads: workerThreads)
+        defer { workers.stop() }
+        let endpoints = zip(workers.urls, LayerPlan.even(layers: bundle.checkpoint.config.layers, stages: n)).map {
+            WorkerEndpoint(url: $0, layers: $1)
+        }
+        let network = try NetworkPipeline(
+            config: bundle.checkpoint.config, fingerprint: try ModelFingerprint.of(directory: directory), workers: endpoints)
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            do {
+                try await network.connect()
+                break
+            } catch {
+                if Date() > deadline { throw error }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        let local = TextGenerator(
+            tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint, threads: workerThreads))
+        let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
+        var identical = 0
+        var localSeconds = 0.0
+        var clusterSeconds = 0.0
+        let start = Date()
+        for (i, example) in examples.enumerated() {
+            let a = try await local.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
+            let b = try await cluster.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
+            if a.tokens == b.tokens { identical += 1 }
+            localSeconds += a.statistics.seconds
+            clusterSeconds += b.statistics.seconds
+            printProgress("bench cluster", done: i + 1, total: examples.count, since: start, extra: "identical \(identical)/\(i + 1)")
+        }
+        printError("")
+        let wire = network.statistics
+        let count = Double(max(examples.count, 1))
+        let ratio = localSeconds > 0 ? clusterSeconds / localSeconds : 0
+        print("workers \(n) (\(workerThreads) thread(s) each), policy \(request.policy!), cache \(request.cache!), gen length \(request.gen_length!)")
+        print("             in-process       cluster")
+        print(String(format: "latency   %10.1f ms %10.1f ms   (mean per request)", 1000 * localSeconds / count, 1000 * clusterSeconds / count))
+        print(String(format: "latency ratio (cluster / in-process): %.3f", ratio))
+        print("identical tokens: \(identical)/\(examples.count) prompts")
+        print(
+            String(
+                format: "wire: %d forwards, %.0f bytes per forward, %.1f ms round trips per request (compute inside the workers included)",
+                wire.forwards, wire.bytesPerForward, 1000 * wire.roundTripSeconds / count))
+        if o.has("json") {
+            let object: [String: Any] = [
+                "workers": n, "prompts": examples.count, "identical": identical == examples.count, "latency_ratio": ratio,
+                "bytes_per_forward": wire.bytesPerForward,
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        }
+        network.close()
+    }
+}
