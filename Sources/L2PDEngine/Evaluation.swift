@@ -73,6 +73,7 @@ public enum Evaluation {
         for spec in Set(plan.policies) { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
         var rows: [EvaluationRow] = []
         var baselineTPS: [Int: Double] = [:]
+        var references: [Int: [Int: [Int]]] = [:]
         let runs = plan.runs
         for (index, run) in runs.enumerated() {
             var options = GenerationOptions()
@@ -85,7 +86,10 @@ public enum Evaluation {
             var total = GenerationStatistics()
             var correct = 0
             for (i, example) in plan.examples.enumerated() {
+                // An oracle's reference is the plain baseline's answer, which this run already has.
+                options.reference = options.policy.needsReference ? references[run.genLength]?[i] : nil
                 let output = try await generator.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
+                if run.policy == .baseline && run.cache == .none { references[run.genLength, default: [:]][i] = output.canvas }
                 if TaskSuite.isCorrect(example, output: output.text) { correct += 1 }
                 total.nfe += output.statistics.nfe
                 total.positions += output.statistics.positions

@@ -23,6 +23,8 @@ public struct TextGenerator: Sendable {
     public struct Output: Sendable {
         public var text: String
         public var tokens: [Int]
+        /// The whole answer region as committed (end-of-text padding included).
+        public var canvas: [Int]
         public var statistics: GenerationStatistics
     }
 
@@ -36,7 +38,9 @@ public struct TextGenerator: Sendable {
             options.reference = try await referenceAnswer(prompt: prompt, options: options, sequenceID: sequenceID)
         }
         let result = try await decoder.generate(prompt: prompt, options: options, sequenceID: sequenceID, onStep: onStep)
-        return Output(text: tokenizer.decode(result.tokens, skipSpecialTokens: true), tokens: result.tokens, statistics: result.statistics)
+        return Output(
+            text: tokenizer.decode(result.tokens, skipSpecialTokens: true), tokens: result.tokens, canvas: result.canvas,
+            statistics: result.statistics)
     }
 }
 
