@@ -86,7 +86,9 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
             case .readout(let readout) where i == workers.count - 1:
                 let byID = Dictionary(readout.sequences.map { ($0.sequenceID, $0.readout) }, uniquingKeysWith: { a, _ in a })
                 return try batch.map {
-                    guard let r = byID[$0.sequenceID] else { throw ClusterError("worker \(workers[i].url) returned no readout for sequence \($0.sequenceID)") }
+                    guard let r = byID[$0.sequenceID] else {
+                        throw ClusterError("worker \(workers[i].url) returned no readout for sequence \($0.sequenceID)")
+                    }
                     return r
                 }
             default:
@@ -106,8 +108,14 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
 
     private func ensureAssigned(_ i: Int) async throws {
         let connection = sockets[i].connectionCount
-        if connection > 0 && lock.withLock({ assignedConnection[i] }) == connection && sockets[i].isConnected { return }
+        let assigned = lock.withLock { assignedConnection[i] }
+        let connected = sockets[i].isConnected
+        if connected && assigned == connection { return }
         let worker = workers[i]
+        if !connected && assigned >= 0 {
+            // It was serving and went away: fail now rather than wait for a send timeout.
+            throw ClusterError("worker \(i + 1) at \(worker.url) is disconnected (lost since its last request)")
+        }
         let assignment = ShardAssignment(
             modelFingerprint: fingerprint, totalLayers: config.layers, layers: worker.layers,
             nextStageURL: i + 1 < workers.count ? workers[i + 1].url : "")
@@ -162,7 +170,8 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
             throw ClusterError("worker \(i + 1) at \(workers[i].url) sent an undecodable frame: \(error)")
         }
         if case .error(let report) = frame.message {
-            throw ClusterError("worker \(i + 1) at \(workers[i].url) reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
+            throw ClusterError(
+                "worker \(i + 1) at \(workers[i].url) reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
         }
         return frame.message
     }

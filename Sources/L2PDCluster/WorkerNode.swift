@@ -70,7 +70,8 @@ public final class WorkerNode: @unchecked Sendable {
                             text: "worker \(name) holds model \(hex(fingerprint)), assignment names \(hex(assignment.modelFingerprint))")))
             }
             guard assignment.totalLayers == checkpoint.config.layers else {
-                return reply(.error(ErrorReport(.invalidValue, text: "model has \(checkpoint.config.layers) layers, not \(assignment.totalLayers)")))
+                return reply(
+                    .error(ErrorReport(.invalidValue, text: "model has \(checkpoint.config.layers) layers, not \(assignment.totalLayers)")))
             }
             if assigned != assignment.layers {
                 do {
@@ -91,7 +92,9 @@ public final class WorkerNode: @unchecked Sendable {
             do {
                 switch try stage.forward(request.batch, input: request.input.stageInput) {
                 case .hidden(let values):
-                    return reply(.hiddenStates(HiddenStates(batch: request.batch, hidden: HiddenTensor(dModel: checkpoint.config.dModel, values: values))))
+                    return reply(
+                        .hiddenStates(
+                            HiddenStates(batch: request.batch, hidden: HiddenTensor(dModel: checkpoint.config.dModel, values: values))))
                 case .readouts(let readouts):
                     let sequences = zip(request.batch, readouts).map { SequenceReadout(sequenceID: $0.sequenceID, readout: $1) }
                     return reply(.readout(ReadoutReply(sequences: sequences)))

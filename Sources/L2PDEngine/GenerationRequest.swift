@@ -28,7 +28,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         o.blockLength = block_length ?? o.blockLength
         o.steps = steps
         if let cache {
-            guard let mode = CacheMode(rawValue: cache) else { throw RequestError("unknown cache mode '\(cache)' (known: none, prefix, dual)") }
+            guard let mode = CacheMode(rawValue: cache) else {
+                throw RequestError("unknown cache mode '\(cache)' (known: none, prefix, dual)")
+            }
             o.cache = mode
         }
         let spec = PolicySpec(parsing: policy ?? "baseline")

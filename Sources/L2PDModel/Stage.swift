@@ -40,14 +40,16 @@ public final class Stage {
     /// Threads this stage splits rows and heads over.
     public let threads: Int
 
-    /// `threads > 1` parallelizes over row chunks and attention heads with single-threaded
-    /// BLAS calls (it sets OpenBLAS to one thread, process-wide): small products gain more
-    /// from this than from BLAS's own threading, and norms, rotary and softmax run in parallel.
+    /// `threads > 1` parallelizes over row chunks and attention heads. BLAS calls are always
+    /// single-threaded (OpenBLAS is set to one thread, process-wide): small products gain more
+    /// from our own split than from BLAS's threading, norms, rotary and softmax run in parallel
+    /// too, and OpenBLAS's threaded path can deadlock when several stages in one process call
+    /// it at the same time.
     public init(weights: StageWeights, threads: Int = 1) {
         self.weights = weights
         self.threads = max(1, threads)
         scores = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
-        if threads > 1 { BLAS.setThreads(1) }
+        BLAS.setThreads(1)
         rotary = RotaryTable(
             headDimension: weights.config.headDimension, theta: weights.config.ropeTheta,
             positions: weights.config.maxSequenceLength)

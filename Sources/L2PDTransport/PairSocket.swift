@@ -172,5 +172,10 @@ public final class PairSocket: @unchecked Sendable {
 final class ClosedFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() -> Bool { lock.withLock { defer { value = true }; return !value } }
+    func set() -> Bool {
+        lock.withLock {
+            defer { value = true }
+            return !value
+        }
+    }
 }

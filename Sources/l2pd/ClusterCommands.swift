@@ -58,7 +58,8 @@ struct CoordinatorCommand: Command {
     static let path = ["coordinator"]
     static let summary = "Connect to the workers of a cluster file and serve generation requests."
     static let options: [OptionSpec] = [
-        .option("cluster", "FILE", "Cluster description (JSON: model, listen, workers with urls and layers).", default: "cluster/local-2.json"),
+        .option(
+            "cluster", "FILE", "Cluster description (JSON: model, listen, workers with urls and layers).", default: "cluster/local-2.json"),
         .option("filter", "FILE", "Learn2PD filter for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
         .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
         .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
@@ -136,7 +137,9 @@ struct BenchClusterCommand: Command {
         let modelArgument = o.string("model") == ModelLocator.defaultDescription ? nil : o.string("model")
         let directory = try ModelLocator.directory(modelArgument)
         let bundle = try ModelBundle(directory: directory)
-        guard n <= bundle.checkpoint.config.layers else { throw UsageError("--workers \(n) exceeds the model's \(bundle.checkpoint.config.layers) layers") }
+        guard n <= bundle.checkpoint.config.layers else {
+            throw UsageError("--workers \(n) exceeds the model's \(bundle.checkpoint.config.layers) layers")
+        }
         var request = GenerationRequest(prompt: "")
         request.policy = o.string("policy")!
         request.cache = o.string("cache")!
@@ -180,9 +183,13 @@ struct BenchClusterCommand: Command {
         let wire = network.statistics
         let count = Double(max(examples.count, 1))
         let ratio = localSeconds > 0 ? clusterSeconds / localSeconds : 0
-        print("workers \(n) (\(workerThreads) thread(s) each), policy \(request.policy!), cache \(request.cache!), gen length \(request.gen_length!)")
+        print(
+            "workers \(n) (\(workerThreads) thread(s) each), policy \(request.policy!), cache \(request.cache!), gen length \(request.gen_length!)"
+        )
         print("             in-process       cluster")
-        print(String(format: "latency   %10.1f ms %10.1f ms   (mean per request)", 1000 * localSeconds / count, 1000 * clusterSeconds / count))
+        print(
+            String(format: "latency   %10.1f ms %10.1f ms   (mean per request)", 1000 * localSeconds / count, 1000 * clusterSeconds / count)
+        )
         print(String(format: "latency ratio (cluster / in-process): %.3f", ratio))
         print("identical tokens: \(identical)/\(examples.count) prompts")
         print(

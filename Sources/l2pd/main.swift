@@ -2,11 +2,11 @@ import Foundation
 import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
-import L2PDTransport
 import L2PDFilter
 import L2PDKernels
 import L2PDModel
 import L2PDTokenizer
+import L2PDTransport
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [

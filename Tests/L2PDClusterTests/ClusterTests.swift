@@ -75,158 +75,183 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
     return pipeline
 }
 
-/// Every policy and cache mode: a 2- and a 4-worker cluster commit exactly the tokens that
-/// single-process mode commits, on 20 prompts of the evaluation split.
-@Test(arguments: [2, 4])
-func clusterOutputIsTokenIdenticalToSingleProcess(workerCount: Int) async throws {
-    let directory = try #require(DefaultModel.directory)
-    let bundle = try ModelBundle(directory: directory)
-    let workers = try WorkerProcesses(count: workerCount)
-    let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
-    defer { network.close() }
-    let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
-    let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
-    let filter = try DefaultModel.filter.map { try FilterNetwork(contentsOf: $0) }
-    let policies = ["baseline", "threshold", "factor+eotp", "egp"] + (filter == nil ? [] : ["learn2pd+eotp"])
-    let prompts = TaskSuite.examples(split: .eval, count: 20, seed: 4).map(\.prompt)
-    var compared = 0
-    for policy in policies {
-        for cache in CacheMode.allCases {
-            var request = GenerationRequest(prompt: "")
-            request.policy = policy
-            request.cache = cache.rawValue
-            request.gen_length = 64
-            request.block_length = policy.hasPrefix("learn2pd") ? filter!.blockLength : 16
-            if request.block_length! > 16 { request.gen_length = 2 * request.block_length! }
-            let options = try request.options(filter: filter)
-            for (i, prompt) in prompts.enumerated() {
-                let a = try await local.generate(prompt, options: options, sequenceID: UInt64(i + 1))
-                let b = try await cluster.generate(prompt, options: options, sequenceID: UInt64(i + 1))
-                #expect(a.tokens == b.tokens, "\(policy) cache=\(cache) prompt \(i)")
-                #expect(a.statistics.nfe == b.statistics.nfe && a.statistics.positions == b.statistics.positions)
-                compared += 1
+/// The cluster tests start real processes and time failures: one at a time.
+@Suite(.serialized) struct ClusterTests {
+
+    /// Every policy and cache mode: a 2- and a 4-worker cluster commit exactly the tokens that
+    /// single-process mode commits, on 20 prompts of the evaluation split.
+    @Test(arguments: [2, 4])
+    func clusterOutputIsTokenIdenticalToSingleProcess(workerCount: Int) async throws {
+        let directory = try #require(DefaultModel.directory)
+        let bundle = try ModelBundle(directory: directory)
+        let workers = try WorkerProcesses(count: workerCount)
+        let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
+        defer { network.close() }
+        let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
+        let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
+        let filter = try DefaultModel.filter.map { try FilterNetwork(contentsOf: $0) }
+        let policies = ["baseline", "threshold", "factor+eotp", "egp"] + (filter == nil ? [] : ["learn2pd+eotp"])
+        let prompts = TaskSuite.examples(split: .eval, count: 20, seed: 4).map(\.prompt)
+        var compared = 0
+        for policy in policies {
+            for cache in CacheMode.allCases {
+                var request = GenerationRequest(prompt: "")
+                request.policy = policy
+                request.cache = cache.rawValue
+                request.gen_length = 64
+                request.block_length = policy.hasPrefix("learn2pd") ? filter!.blockLength : 16
+                if request.block_length! > 16 { request.gen_length = 2 * request.block_length! }
+                let options = try request.options(filter: filter)
+                for (i, prompt) in prompts.enumerated() {
+                    let a = try await local.generate(prompt, options: options, sequenceID: UInt64(i + 1))
+                    let b = try await cluster.generate(prompt, options: options, sequenceID: UInt64(i + 1))
+                    #expect(a.tokens == b.tokens, "\(policy) cache=\(cache) prompt \(i)")
+                    #expect(a.statistics.nfe == b.statistics.nfe && a.statistics.positions == b.statistics.positions)
+                    compared += 1
+                }
             }
         }
+        #expect(compared == policies.count * 3 * prompts.count)
+        #expect(network.statistics.forwards > 0)
     }
-    #expect(compared == policies.count * 3 * prompts.count)
-    #expect(network.statistics.forwards > 0)
-}
 
-@Test func aKilledWorkerFailsTheRequestQuicklyAndARestartedOneServesAgain() async throws {
-    let bundle = try ModelBundle(directory: try #require(DefaultModel.directory))
-    let workers = try WorkerProcesses(count: 2)
-    let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
-    defer { network.close() }
-    let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
-    var options = GenerationOptions()
-    options.genLength = 1024  // long enough to still be running when the worker dies
-    options.blockLength = 32
+    @Test func aKilledWorkerFailsTheRequestQuicklyAndARestartedOneServesAgain() async throws {
+        let bundle = try ModelBundle(directory: try #require(DefaultModel.directory))
+        let workers = try WorkerProcesses(count: 2)
+        let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
+        defer { network.close() }
+        let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
+        var options = GenerationOptions()
+        options.genLength = 1024  // long enough to still be running when the worker dies
+        options.blockLength = 32
 
-    let killer = Task {
-        try await Task.sleep(for: .milliseconds(300))
-        workers.kill(1)
-        return ContinuousClock.now
-    }
-    var failedAt: ContinuousClock.Instant? = nil
-    var message = ""
-    do {
-        _ = try await cluster.generate("Copy the digits 12345.", options: options, sequenceID: 1)
-    } catch {
-        failedAt = ContinuousClock.now
-        message = String(describing: error)
-    }
-    let killedAt = try await killer.value
-    let failed = try #require(failedAt, "the request should fail when a worker dies")
-    #expect(failed - killedAt < .seconds(2), "\(message)")
-    #expect(message.contains(workers.urls[1]))
-
-    try workers.restart(1)
-    options.genLength = 64
-    options.blockLength = 16
-    var answered = false
-    for _ in 0..<50 where !answered {
-        do {
-            _ = try await cluster.generate("What is 2 + 2?", options: options, sequenceID: 2)
-            answered = true
-        } catch {
-            try await Task.sleep(for: .milliseconds(100))
+        let killer = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            try await offPool { workers.kill(1) }
+            return ContinuousClock.now
         }
-    }
-    #expect(answered)
-}
-
-@Test func aWorkerWithAnotherModelIsRefusedByName() async throws {
-    let defaultModel = try #require(DefaultModel.directory)
-    let config = try ModelConfig.load(from: defaultModel.appendingPathComponent("config.json"))
-    let other = try WorkerProcesses(count: 1, model: ModelFixture.smallModel)
-    let pipeline = try NetworkPipeline(
-        config: config, fingerprint: try ModelFingerprint.of(directory: defaultModel),
-        workers: [WorkerEndpoint(url: other.urls[0], layers: 0..<config.layers)], timeout: 10)
-    defer { pipeline.close() }
-    var message = ""
-    for _ in 0..<50 {
+        var failedAt: ContinuousClock.Instant? = nil
+        var message = ""
         do {
-            try await pipeline.connect()
+            _ = try await cluster.generate("Copy the digits 12345.", options: options, sequenceID: 1)
         } catch {
+            failedAt = ContinuousClock.now
             message = String(describing: error)
-            if !message.contains("unreachable") { break }
-            try await Task.sleep(for: .milliseconds(100))
         }
+        let killedAt = try await killer.value
+        let failed = try #require(failedAt, "the request should fail when a worker dies")
+        #expect(failed - killedAt < .seconds(2), "\(message)")
+        #expect(message.contains(workers.urls[1]))
+
+        try workers.restart(1)
+        options.genLength = 64
+        options.blockLength = 16
+        var answered = false
+        for _ in 0..<50 where !answered {
+            do {
+                _ = try await cluster.generate("What is 2 + 2?", options: options, sequenceID: 2)
+                answered = true
+            } catch {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(answered)
     }
-    #expect(message.contains(other.urls[0]))
-    #expect(message.contains("fingerprint") || message.contains("holds model"))
+
+    @Test func aWorkerWithAnotherModelIsRefusedByName() async throws {
+        let defaultModel = try #require(DefaultModel.directory)
+        let config = try ModelConfig.load(from: defaultModel.appendingPathComponent("config.json"))
+        let other = try WorkerProcesses(count: 1, model: ModelFixture.smallModel)
+        let pipeline = try NetworkPipeline(
+            config: config, fingerprint: try ModelFingerprint.of(directory: defaultModel),
+            workers: [WorkerEndpoint(url: other.urls[0], layers: 0..<config.layers)], timeout: 10)
+        defer { pipeline.close() }
+        var message = ""
+        for _ in 0..<50 {
+            do {
+                try await pipeline.connect()
+            } catch {
+                message = String(describing: error)
+                if !message.contains("unreachable") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(message.contains(other.urls[0]))
+        #expect(message.contains("fingerprint") || message.contains("holds model"))
+    }
+
+    /// Random and mutated frames never stop a worker: each gets an error frame (or is dropped),
+    /// and afterwards the worker still answers a ping.
+    @Test func garbageFramesAreAnsweredWithErrorsAndNeverCrashAWorker() async throws {
+        let workers = try WorkerProcesses(count: 1)
+        let socket = try PairSocket.dial(workers.urls[0], maxMessageBytes: 1 << 24)
+        defer { socket.close() }
+        let valid = try Frame(requestID: 9, step: 1, message: .ping(nonce: 77)).encode()
+        let forward = try Frame(
+            requestID: 10, step: 0,
+            message: .forward(
+                ForwardRequest(batch: [SequenceForward(sequenceID: 1, length: 4, readPositions: [0, 1])], input: .tokens([1, 2, 3, 4])))
+        ).encode()
+        let errors = try await offPool { () throws -> Int in
+            var random = SystemRandomNumberGenerator()
+            var errors = 0
+            for i in 0..<3000 {
+                var bytes: [UInt8]
+                switch i % 4 {
+                case 0: bytes = (0..<Int.random(in: 0..<200, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                case 1:
+                    bytes = i % 8 == 1 ? valid : forward
+                    for _ in 0..<Int.random(in: 1...4, using: &random) {
+                        bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
+                    }
+                case 2: bytes = Array(forward.prefix(Int.random(in: 0..<forward.count, using: &random)))
+                default:
+                    bytes = forward + (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                }
+                try socket.send(bytes, timeout: 5)
+                if let reply = try socket.receive(timeout: 0.2), let frame = try? Frame.decode(reply), case .error = frame.message {
+                    errors += 1
+                }
+            }
+            while try socket.receive(timeout: 0.3) != nil {}
+            return errors
+        }
+        #expect(errors > 2000)
+        let reply = try #require(
+            try await offPool { () throws -> [UInt8]? in
+                try socket.send(valid, timeout: 5)
+                return try socket.receive(timeout: 5)
+            })
+        #expect(try Frame.decode(reply) == Frame(requestID: 9, step: 1, message: .pong(nonce: 77)))
+    }
+
+    @Test func clusterFilesAreValidated() throws {
+        func load(_ json: String) throws -> ClusterDescription {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString).json")
+            try json.write(to: url, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: url) }
+            return try ClusterDescription.load(url)
+        }
+        let even = try load(#"{"workers": [{"url": "tcp://a:1"}, {"url": "tcp://b:2"}]}"#)
+        #expect(try even.endpoints(layers: 4).map(\.layers) == [0..<2, 2..<4])
+        let explicit = try load(
+            #"{"model": "/m", "workers": [{"url": "tcp://a:1", "layers": [0, 3]}, {"url": "tcp://b:2", "layers": [3, 4]}]}"#)
+        #expect(try explicit.endpoints(layers: 4).map(\.layers) == [0..<3, 3..<4])
+        #expect(throws: ClusterError.self) { try explicit.endpoints(layers: 5) }
+        #expect(throws: ClusterError.self) { try load(#"{"workers": []}"#) }
+        #expect(throws: ClusterError.self) { try load(#"{"workers": [{"url": "x", "layers": [0, 2]}, {"url": "y"}]}"#) }
+        #expect(throws: ClusterError.self) { try load("not json") }
+        let gap = try load(#"{"workers": [{"url": "x", "layers": [0, 1]}, {"url": "y", "layers": [2, 4]}]}"#)
+        #expect(throws: ClusterError.self) { try gap.endpoints(layers: 4) }
+    }
+
 }
 
-/// Random and mutated frames never stop a worker: each gets an error frame (or is dropped),
-/// and afterwards the worker still answers a ping.
-@Test func garbageFramesAreAnsweredWithErrorsAndNeverCrashAWorker() async throws {
-    let workers = try WorkerProcesses(count: 1)
-    let socket = try PairSocket.dial(workers.urls[0], maxMessageBytes: 1 << 24)
-    defer { socket.close() }
-    let valid = try Frame(requestID: 9, step: 1, message: .ping(nonce: 77)).encode()
-    let forward = try Frame(
-        requestID: 10, step: 0,
-        message: .forward(ForwardRequest(batch: [SequenceForward(sequenceID: 1, length: 4, readPositions: [0, 1])], input: .tokens([1, 2, 3, 4])))
-    ).encode()
-    var random = SystemRandomNumberGenerator()
-    var errors = 0
-    for i in 0..<3000 {
-        var bytes: [UInt8]
-        switch i % 4 {
-        case 0: bytes = (0..<Int.random(in: 0..<200, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-        case 1:
-            bytes = i % 8 == 1 ? valid : forward
-            for _ in 0..<Int.random(in: 1...4, using: &random) { bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random) }
-        case 2: bytes = Array(forward.prefix(Int.random(in: 0..<forward.count, using: &random)))
-        default: bytes = forward + (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-        }
-        try socket.send(bytes, timeout: 5)
-        if let reply = try socket.receive(timeout: 0.2), let frame = try? Frame.decode(reply), case .error = frame.message { errors += 1 }
+/// Runs blocking socket and process calls on their own thread, off Swift's cooperative pool.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
-    while try socket.receive(timeout: 0.3) != nil {}
-    #expect(errors > 2000)
-    try socket.send(valid, timeout: 5)
-    let reply = try #require(try socket.receive(timeout: 5))
-    #expect(try Frame.decode(reply) == Frame(requestID: 9, step: 1, message: .pong(nonce: 77)))
-}
-
-@Test func clusterFilesAreValidated() throws {
-    func load(_ json: String) throws -> ClusterDescription {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString).json")
-        try json.write(to: url, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: url) }
-        return try ClusterDescription.load(url)
-    }
-    let even = try load(#"{"workers": [{"url": "tcp://a:1"}, {"url": "tcp://b:2"}]}"#)
-    #expect(try even.endpoints(layers: 4).map(\.layers) == [0..<2, 2..<4])
-    let explicit = try load(#"{"model": "/m", "workers": [{"url": "tcp://a:1", "layers": [0, 3]}, {"url": "tcp://b:2", "layers": [3, 4]}]}"#)
-    #expect(try explicit.endpoints(layers: 4).map(\.layers) == [0..<3, 3..<4])
-    #expect(throws: ClusterError.self) { try explicit.endpoints(layers: 5) }
-    #expect(throws: ClusterError.self) { try load(#"{"workers": []}"#) }
-    #expect(throws: ClusterError.self) { try load(#"{"workers": [{"url": "x", "layers": [0, 2]}, {"url": "y"}]}"#) }
-    #expect(throws: ClusterError.self) { try load("not json") }
-    let gap = try load(#"{"workers": [{"url": "x", "layers": [0, 1]}, {"url": "y", "layers": [2, 4]}]}"#)
-    #expect(throws: ClusterError.self) { try gap.endpoints(layers: 4) }
 }
 
 enum ModelFixture {

@@ -34,7 +34,8 @@ struct GoldenDecodes: Decodable {
     static var override: String? { ProcessInfo.processInfo.environment["L2PD_GOLDEN_DECODES"] }
 
     static func load() throws -> GoldenDecodes {
-        let url = override.map { URL(fileURLWithPath: $0) } ?? Bundle.module.resourceURL!.appendingPathComponent("Fixtures/golden-decodes.json")
+        let url =
+            override.map { URL(fileURLWithPath: $0) } ?? Bundle.module.resourceURL!.appendingPathComponent("Fixtures/golden-decodes.json")
         return try JSONDecoder().decode(GoldenDecodes.self, from: Data(contentsOf: url))
     }
 }
@@ -85,7 +86,9 @@ func matchesTheReferenceDecoder(stages: [Range<Int>]) async throws {
         })
         if run.options.eotp, let plain, run.positions < plain.positions { exercised.truncated = true }
     }
-    print("golden decodes, \(stages.count) stage(s): \(golden.runs.count - nearTies) identical, \(nearTies) near ties of \(golden.runs.count)")
+    print(
+        "golden decodes, \(stages.count) stage(s): \(golden.runs.count - nearTies) identical, \(nearTies) near ties of \(golden.runs.count)"
+    )
     #expect(nearTies <= golden.runs.count / 20, "near ties: \(nearTies) of \(golden.runs.count)")
     // The committed fixture must exercise what it claims to: parallel commits and EoTP truncation.
     if GoldenDecodes.override == nil { #expect(exercised.multiCommit && exercised.truncated) }
