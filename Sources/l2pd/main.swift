@@ -8,6 +8,16 @@ import L2PDModel
 import L2PDTokenizer
 import L2PDTransport
 
+// OpenBLAS starts its own thread pool when the library loads. Every BLAS call here is
+// single-threaded (stages parallelize themselves), and an idle pool of OpenBLAS threads makes
+// each call wait on them: so the pool must never start. The variable has to be set before the
+// library loads, hence one re-exec of this same program with it set.
+if getenv("OPENBLAS_NUM_THREADS") == nil {
+    setenv("OPENBLAS_NUM_THREADS", "1", 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+    // execv only returns on failure: carry on with the pool (slower, still correct).
+}
+
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
     GenerateCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self, FilterCalibrateCommand.self,
