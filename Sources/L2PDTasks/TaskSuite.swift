@@ -4,14 +4,14 @@ import Foundation
 public enum TaskFamily: String, CaseIterable, Sendable, Codable {
     /// Add two numbers of one to three digits; the answer restates the sum.
     case addition
-    /// Copy a digit string of 8 to 160 digits.
+    /// Copy a digit string of 3 to 12 digits.
     case copy
-    /// Reverse a digit string of 5 to 60 digits.
-    case reverse
-    /// Sort 3 to 40 single digits written with spaces.
-    case sort
     /// Count how often a digit occurs in a digit string.
     case count
+    /// Write the whole numbers from A to B (3 to 50 of them, up to about 200 tokens).
+    case sequence
+    /// Write the multiples of K (2 to 9) from K to n K (3 to 25 of them).
+    case multiples
 }
 
 /// Train and evaluation splits never share a prompt: a prompt's hash decides which split may hold it.
@@ -84,17 +84,18 @@ public enum TaskSuite {
             let sum = String(a + b)
             return TaskExample(family: family, prompt: "What is \(a) + \(b)?", answer: "\(a) + \(b) = \(sum)", expected: sum)
         case .copy:
-            let digits = randomDigits(Int.random(in: 8...160, using: &rng), using: &rng)
+            let digits = randomDigits(Int.random(in: 3...12, using: &rng), using: &rng)
             return TaskExample(family: family, prompt: "Copy the digits \(digits).", answer: digits, expected: digits)
-        case .reverse:
-            let digits = randomDigits(Int.random(in: 5...60, using: &rng), using: &rng)
-            let reversed = String(digits.reversed())
-            return TaskExample(family: family, prompt: "Reverse the digits \(digits).", answer: reversed, expected: reversed)
-        case .sort:
-            let values = (0..<Int.random(in: 3...40, using: &rng)).map { _ in Int.random(in: 0...9, using: &rng) }
-            let sorted = values.sorted().map(String.init).joined(separator: " ")
-            let prompt = "Sort \(values.map(String.init).joined(separator: " ")) in ascending order."
-            return TaskExample(family: family, prompt: prompt, answer: sorted, expected: sorted)
+        case .sequence:
+            let start = Int.random(in: 0...300, using: &rng)
+            let end = start + Int.random(in: 2...49, using: &rng)
+            let answer = (start...end).map(String.init).joined(separator: " ")
+            return TaskExample(family: family, prompt: "Count from \(start) to \(end).", answer: answer, expected: answer)
+        case .multiples:
+            let k = Int.random(in: 2...9, using: &rng)
+            let n = Int.random(in: 3...25, using: &rng)
+            let answer = (1...n).map { String($0 * k) }.joined(separator: " ")
+            return TaskExample(family: family, prompt: "List the multiples of \(k) from \(k) to \(n * k).", answer: answer, expected: answer)
         case .count:
             let digits = randomDigits(Int.random(in: 5...40, using: &rng), using: &rng)
             let target = digits.randomElement(using: &rng)!
@@ -116,7 +117,7 @@ public enum TaskSuite {
             let words = text.split(separator: " ")
             if words.count >= 2, words[words.count - 1] == "times" { return String(words[words.count - 2]) }
             return lastNumber(in: text)
-        case .copy, .reverse, .sort:
+        case .copy, .sequence, .multiples:
             return text
         }
     }

@@ -30,12 +30,15 @@ import Testing
             #expect(Int(example.expected) == numbers[0] + numbers[1])
         case .copy:
             #expect(example.prompt == "Copy the digits \(example.expected).")
-        case .reverse:
-            #expect(example.prompt == "Reverse the digits \(String(example.expected.reversed())).")
-        case .sort:
-            let values = example.expected.split(separator: " ").map { Int($0)! }
-            #expect(values == values.sorted())
-            #expect(example.prompt.contains(example.expected) || values.count > 1)
+        case .sequence:
+            let numbers = example.expected.split(separator: " ").map { Int($0)! }
+            #expect(zip(numbers, numbers.dropFirst()).allSatisfy { $1 == $0 + 1 })
+            #expect(example.prompt == "Count from \(numbers.first!) to \(numbers.last!).")
+        case .multiples:
+            let numbers = example.expected.split(separator: " ").map { Int($0)! }
+            let k = numbers[0]
+            #expect(numbers == (1...numbers.count).map { $0 * k })
+            #expect(example.prompt == "List the multiples of \(k) from \(k) to \(numbers.last!).")
         case .count:
             let words = example.prompt.split(separator: " ")
             let digit = words[4].first!
@@ -60,7 +63,7 @@ import Testing
 @Test func answerLengthsSpanShortToLong() {
     let lengths = TaskSuite.examples(split: .train, count: 1000, seed: 5).map(\.answer.count)
     #expect(lengths.min()! <= 10)
-    #expect(lengths.max()! >= 150)
+    #expect(lengths.max()! >= 150)  // characters; sequences of 3-digit numbers run to about 200 tokens
 }
 
 @Test func jsonLinesRoundTrip() throws {
