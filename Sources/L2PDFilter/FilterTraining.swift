@@ -163,13 +163,16 @@ public struct FilterTrainer {
             recall: positives > 0 ? Double(truePositive) / Double(positives) : 0, accepted: accepted)
     }
 
-    /// Trains `net` for `epochs` full-batch AdamW steps. `progress(epoch, trainLoss, validationLoss)`
-    /// is called every `reportEvery` epochs and at the end.
+    /// Trains `net` for `epochs` full-batch AdamW steps and returns the weights with the lowest
+    /// validation loss seen at a report (early stopping). `progress(epoch, trainLoss,
+    /// validationLoss)` is called every `reportEvery` epochs and at the end.
     public func train(
         _ start: FilterNetwork, train: FilterDataset, validation: FilterDataset, epochs: Int, reportEvery: Int = 50,
         progress: (Int, Double, Double) -> Void = { _, _, _ in }
     ) -> FilterNetwork {
         var net = start
+        var best: FilterNetwork? = nil
+        var bestLoss = Double.infinity
         var m = FilterNetwork.zerosLike(net)
         var v = m
         for epoch in 1...max(1, epochs) {
@@ -189,10 +192,15 @@ public struct FilterTrainer {
             step(&net.w2, g.w2, &m.w2, &v.w2)
             step(&net.b2, g.b2, &m.b2, &v.b2)
             if epoch % reportEvery == 0 || epoch == epochs {
-                progress(epoch, loss, FilterTrainer.evaluate(net, validation, tau: net.tau).loss)
+                let validationLoss = FilterTrainer.evaluate(net, validation, tau: net.tau).loss
+                if validation.count > 0 && validationLoss < bestLoss {
+                    bestLoss = validationLoss
+                    best = net
+                }
+                progress(epoch, loss, validationLoss)
             }
         }
-        return net
+        return best ?? net
     }
 
     /// The smallest tau on a grid whose precision on `data` reaches `targetPrecision`

@@ -42,16 +42,17 @@ public enum ForwardBenchmark {
             + [Shape(m: reads, n: c.embeddingSize, k: c.dModel, count: 1)]
     }
 
-    /// Measures the machine's matrix-product speed with `threads` BLAS threads, then full
-    /// forward passes of a one-stage model with `threads` stage threads.
+    /// Measures the machine's matrix-product speed on `threads` threads (single-threaded BLAS
+    /// calls, rows split over the threads: the scheme the stages use), then full forward passes
+    /// of a one-stage model with `threads` stage threads.
     public static func run(checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int) throws -> ForwardBenchmarkResult
     {
         let config = checkpoint.config
         let passShapes = shapes(config, length: length, reads: reads)
         let flops = passShapes.reduce(0) { $0 + $1.flops }
-        BLAS.setThreads(threads)
-        let peak = peakGFLOPS()
-        let sameShapesGFLOPS = flops / timeProducts(passShapes, repetitions: repetitions) / 1e9
+        BLAS.setThreads(1)
+        let peak = peakGFLOPS(threads: threads)
+        let sameShapesGFLOPS = flops / timeProducts(passShapes, repetitions: repetitions, threads: threads) / 1e9
 
         let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers), threads: threads)
         let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
@@ -73,8 +74,9 @@ public enum ForwardBenchmark {
             ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS)
     }
 
-    /// Median seconds to run every product of `shapes` once.
-    static func timeProducts(_ shapes: [Shape], repetitions: Int) -> Double {
+    /// Median seconds to run every product of `shapes` once, each product's rows split over
+    /// `threads` threads.
+    static func timeProducts(_ shapes: [Shape], repetitions: Int, threads: Int) -> Double {
         let largest = shapes.reduce(0) { max($0, $1.m * $1.k, $1.k * $1.n, $1.m * $1.n) }
         let a = FloatBuffer(capacity: largest)
         let b = FloatBuffer(capacity: largest)
@@ -85,9 +87,14 @@ public enum ForwardBenchmark {
         }
         func pass() {
             for s in shapes {
+                let parts = Parallel.chunks(s.m, parts: threads)
                 for _ in 0..<s.count {
-                    BLAS.gemm(
-                        transposeB: true, m: s.m, n: s.n, k: s.k, a: a.pointer, lda: s.k, b: b.pointer, ldb: s.k, c: c.pointer, ldc: s.n)
+                    Parallel.run(parts.count) { p in
+                        let rows = parts[p]
+                        BLAS.gemm(
+                            transposeB: true, m: rows.count, n: s.n, k: s.k, a: a.pointer + rows.lowerBound * s.k, lda: s.k,
+                            b: b.pointer, ldb: s.k, c: c.pointer + rows.lowerBound * s.n, ldc: s.n)
+                    }
                 }
             }
         }
@@ -101,10 +108,10 @@ public enum ForwardBenchmark {
         return times.sorted()[times.count / 2]
     }
 
-    /// GFLOP/s of a 1024 x 1024 x 1024 product, best of five.
-    public static func peakGFLOPS() -> Double {
+    /// GFLOP/s of a 1024 x 1024 x 1024 product on `threads` threads, median of five.
+    public static func peakGFLOPS(threads: Int) -> Double {
         let n = 1024
-        let time = timeProducts([Shape(m: n, n: n, k: n, count: 1)], repetitions: 5)
+        let time = timeProducts([Shape(m: n, n: n, k: n, count: 1)], repetitions: 5, threads: threads)
         return 2 * Double(n * n * n) / time / 1e9
     }
 
