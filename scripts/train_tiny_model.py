@@ -6,9 +6,13 @@
 
 Objective (LLaDA supervised fine-tuning): the chat-formatted prompt stays clean; the answer,
 followed by <|eot_id|> and <|endoftext|> padding up to the canvas, is masked with a ratio t
-drawn per sample; cross-entropy on masked positions weighted by 1/t, normalised by the answer
-region's length. Canvas lengths are mixed per batch (64 .. 1024) with equal token budgets, so
-padding at far positions is learned. The script checkpoints every few minutes to
+drawn per sample; cross-entropy on masked positions weighted by 1/t. Decision: the answer
+tokens and the padding are normalised separately (each by its own length, padding at half
+weight), so the padding of a 1024-token canvas does not drown the answer's signal in a model
+this small. Canvas lengths are mixed per batch (64 .. 1024, short ones more often, every batch
+the same token budget), so padding at far positions is learned too.
+
+The script checkpoints every few minutes to
 OUT/train_state.pt and resumes from it; `--minutes` is the total budget across resumes.
 Exports the Hugging Face LLaDA layout to OUT/model: config.json, model.safetensors (F32),
 tokenizer.json, tokenizer_config.json. Runs on CUDA when available.
@@ -34,6 +38,7 @@ from tiny_tokenizer import EOS, EOT, MASK, chat, train_tokenizer  # noqa: E402
 
 SIZES = dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, mlp_hidden_size=384, vocab_size=400, embedding_size=448)
 CANVASES = [64, 128, 256, 512, 1024]
+CANVAS_WEIGHTS = [4, 3, 2, 1, 1]  # batches per canvas length (each batch has the same token budget)
 ROPE_THETA = 500000.0
 EPS = 1e-5
 
@@ -164,10 +169,13 @@ def make_batch(examples, rng, canvas, eos_id, mask_id, tokens_per_batch):
         x[i, : len(p)] = torch.tensor(p)
         x[i, len(p): len(p) + len(a)] = torch.tensor(a)
         answer_region[i, len(p):] = True
+    content = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (p, a) in enumerate(rows):
+        content[i, len(p): len(p) + len(a)] = True
     t = torch.rand(len(rows), 1) * 0.98 + 0.02
     masked = (torch.rand(x.shape) < t) & answer_region
     noisy = torch.where(masked, torch.full_like(x, mask_id), x)
-    return x, noisy, masked, t, answer_region.sum(1, keepdim=True).float()
+    return x, noisy, masked, t, content, answer_region & ~content
 
 
 def main():
@@ -218,7 +226,6 @@ def main():
     budget = args.minutes * 60
     start, last_save, running, seen = time.time() - elapsed, time.time(), None, 0
     session_start = time.time()
-    weights = [1.0 / c for c in CANVASES]
     while True:
         elapsed = time.time() - start
         if elapsed >= budget:
@@ -227,12 +234,15 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / 300) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        canvas = rng.choices(CANVASES, weights=[w * c for w, c in zip(weights, CANVASES)])[0]
-        x, noisy, masked, t, region = make_batch(examples, rng, canvas, eos_id, mask_id, args.tokens_per_batch)
-        x, noisy, masked, t, region = (v.to(device) for v in (x, noisy, masked, t, region))
+        canvas = rng.choices(CANVASES, weights=CANVAS_WEIGHTS)[0]
+        x, noisy, masked, t, content, pad = make_batch(examples, rng, canvas, eos_id, mask_id, args.tokens_per_batch)
+        x, noisy, masked, t, content, pad = (v.to(device) for v in (x, noisy, masked, t, content, pad))
         logits = model(noisy)
         ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), x.view(-1), reduction="none").view(x.shape)
-        loss = ((ce * masked / t).sum(1, keepdim=True) / region).mean()
+        weighted = ce * masked / t
+        answer_loss = (weighted * content).sum(1) / content.sum(1).clamp(min=1)
+        pad_loss = (weighted * pad).sum(1) / pad.sum(1).clamp(min=1)
+        loss = (answer_loss + 0.5 * pad_loss).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
