@@ -95,7 +95,8 @@ public enum TaskSuite {
             let k = Int.random(in: 2...9, using: &rng)
             let n = Int.random(in: 3...25, using: &rng)
             let answer = (1...n).map { String($0 * k) }.joined(separator: " ")
-            return TaskExample(family: family, prompt: "List the multiples of \(k) from \(k) to \(n * k).", answer: answer, expected: answer)
+            return TaskExample(
+                family: family, prompt: "List the multiples of \(k) from \(k) to \(n * k).", answer: answer, expected: answer)
         case .count:
             let digits = randomDigits(Int.random(in: 5...40, using: &rng), using: &rng)
             let target = digits.randomElement(using: &rng)!
