@@ -50,4 +50,4 @@ done
 echo "netns-demo: layers 0..<2 in l2pd-a (10.77.0.1), layers 2..<4 in l2pd-b (10.77.0.2)" >&2
 echo "prompt: $prompt"
 echo -n "answer: "
-ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --policy threshold --cache dual --stats "$prompt"
+ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --policy threshold --cache dual "$prompt"
