@@ -36,7 +36,8 @@ The algorithm (temperature 0):
     useful tokens are those before the first end-of-text.
     NFE = forward passes; positions = positions computed, summed over passes.
 
-Near ties: float32 (Swift) and float64 (here) can disagree on a decision whose inputs are
+Confidences are computed in float64 and rounded to float32, the readout's type, before any
+decision. Near ties: float32 (Swift) and float64 (here) can still disagree on a decision whose inputs are
 almost equal. Each step records `gap`, the smallest margin of any decision that step made:
 the confidence gap at the commit boundary (top-k: c_k - c_(k+1); threshold: |c - tau| over
 the candidates, and c_1 - c_2 when the forced one is below tau; factor: |c_n - (1 - f/(n+1))|
@@ -117,7 +118,9 @@ def predictions(logits: np.ndarray) -> list[Prediction]:
         rest = p.copy()
         rest[top] = -1.0
         runner = int(np.argmax(rest))
-        out.append(Prediction(top, float(p[top]), float(p[runner]), runner))
+        # Confidences are float32 in the engine's readout (and on the wire): decide on the
+        # same rounded values, so probabilities that round to 1.0 tie and go to the lower position.
+        out.append(Prediction(top, float(np.float32(p[top])), float(np.float32(p[runner])), runner))
     return out
 
 

@@ -36,7 +36,10 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tiny_tokenizer import EOS, EOT, MASK, chat, train_tokenizer  # noqa: E402
 
-SIZES = dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, mlp_hidden_size=384, vocab_size=400, embedding_size=448)
+SIZE_PRESETS = {
+    "tiny": dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, mlp_hidden_size=384, vocab_size=400, embedding_size=448),
+    "small": dict(d_model=192, n_layers=6, n_heads=6, n_kv_heads=2, mlp_hidden_size=512, vocab_size=400, embedding_size=448),
+}
 CANVASES = [64, 128, 256, 512, 1024]
 CANVAS_WEIGHTS = [4, 3, 2, 1, 1]  # batches per canvas length (each batch has the same token budget)
 ROPE_THETA = 500000.0
@@ -187,14 +190,21 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--tokens-per-batch", type=int, default=12288)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--size", choices=sorted(SIZE_PRESETS), default="tiny", help="model size preset")
+    ap.add_argument("--tokenizer", help="reuse this tokenizer.json instead of training one (keeps token ids stable)")
     args = ap.parse_args()
+    SIZES = SIZE_PRESETS[args.size]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out, exist_ok=True)
     state_path = os.path.join(args.out, "train_state.pt")
     tok_path = os.path.join(args.out, "tokenizer.json")
 
+    if args.tokenizer and not os.path.exists(tok_path):
+        import shutil
+        shutil.copyfile(args.tokenizer, tok_path)
     if os.path.exists(tok_path):
         from tokenizers import Tokenizer
         tok = Tokenizer.from_file(tok_path)
@@ -237,7 +247,8 @@ def main():
         canvas = rng.choices(CANVASES, weights=CANVAS_WEIGHTS)[0]
         x, noisy, masked, t, content, pad = make_batch(examples, rng, canvas, eos_id, mask_id, args.tokens_per_batch)
         x, noisy, masked, t, content, pad = (v.to(device) for v in (x, noisy, masked, t, content, pad))
-        logits = model(noisy)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = model(noisy).float()
         ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), x.view(-1), reduction="none").view(x.shape)
         weighted = ce * masked / t
         answer_loss = (weighted * content).sum(1) / content.sum(1).clamp(min=1)
