@@ -41,7 +41,9 @@ let package = Package(
         // Cluster roles: worker node, networked pipeline, coordinator actor, cluster files.
         .target(
             name: "L2PDCluster",
-            dependencies: ["L2PDEngine", "L2PDDecoding", "L2PDProtocol", "L2PDTransport", "L2PDModel", "L2PDFilter", "L2PDTokenizer"]),
+            dependencies: [
+                "L2PDEngine", "L2PDDecoding", "L2PDProtocol", "L2PDTransport", "L2PDModel", "L2PDFilter", "L2PDTokenizer", "L2PDTasks",
+            ]),
         // The command-line tool: parsing and printing only.
         .executableTarget(
             name: "l2pd",

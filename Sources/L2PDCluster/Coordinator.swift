@@ -6,39 +6,125 @@ import L2PDModel
 import L2PDTokenizer
 import L2PDTransport
 
+/// How many requests a coordinator decodes at once and how many may wait for a turn; a request
+/// beyond both is refused at once with a "busy" error.
+public struct AdmissionLimits: Sendable, Equatable {
+    public var concurrent: Int
+    public var queued: Int
+    public init(concurrent: Int = 8, queued: Int = 32) {
+        self.concurrent = max(1, concurrent)
+        self.queued = max(0, queued)
+    }
+}
+
+/// Decoding slots: `admit` takes one or waits in a bounded line for one, `leave` hands it on.
+public actor AdmissionGate {
+    public let limits: AdmissionLimits
+    public private(set) var running = 0
+    public private(set) var refused = 0
+    private var line: [CheckedContinuation<Void, Never>] = []
+
+    public init(limits: AdmissionLimits) { self.limits = limits }
+
+    public var waiting: Int { line.count }
+
+    /// Returns holding a slot; throws `CoordinatorBusy` at once when every slot and place in line is taken.
+    public func admit() async throws {
+        if running < limits.concurrent {
+            running += 1
+            return
+        }
+        guard line.count < limits.queued else {
+            refused += 1
+            throw CoordinatorBusy(limits: limits)
+        }
+        await withCheckedContinuation { line.append($0) }  // `leave` hands its slot over
+    }
+
+    public func leave() {
+        if line.isEmpty {
+            running -= 1
+        } else {
+            line.removeFirst().resume()
+        }
+    }
+}
+
+/// What a coordinator has served so far.
+public struct CoordinatorCounters: Sendable, Equatable, Codable {
+    public var served = 0
+    public var failed = 0
+    public var refusedBusy = 0
+    public var running = 0
+    public var waiting = 0
+    public var forwardPasses = 0
+    public var usefulTokens = 0
+}
+
 /// The coordinator: owns requests, the unmask policy and EoTP, and drives the workers through
 /// a `NetworkPipeline` with the same decoder as single-process mode. Holds no weights: only
-/// the model's config and tokenizer.
+/// the model's config and tokenizer. Decodes up to `limits.concurrent` requests at once; their
+/// forward passes occupy different stages at the same time (pipelining).
 public actor Coordinator {
     public let pipeline: NetworkPipeline
+    public let limits: AdmissionLimits
     private let generator: TextGenerator
     private let filter: FilterNetwork?
+    private let gate: AdmissionGate
     private var nextSequenceID: UInt64 = 1
+    private var counters = CoordinatorCounters()
 
-    public init(modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60) throws {
+    public init(
+        modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
+        limits: AdmissionLimits = AdmissionLimits()
+    ) throws {
         let config = try ModelConfig.load(from: modelDirectory.appendingPathComponent("config.json"))
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         pipeline = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
         generator = TextGenerator(tokenizer: tokenizer, pipeline: pipeline)
         self.filter = filter
+        self.limits = limits
+        gate = AdmissionGate(limits: limits)
     }
 
     /// Greets every worker and assigns its layers; fails naming the first worker that cannot serve.
     public func connect() async throws { try await pipeline.connect() }
 
-    public func generate(_ request: GenerationRequest) async throws -> GenerationReply {
-        let options = try request.options(filter: filter)
-        let id = nextSequenceID
-        nextSequenceID += 1
-        return GenerationReply(try await generator.generate(request.prompt, raw: request.raw ?? false, options: options, sequenceID: id))
+    public var statistics: CoordinatorCounters {
+        get async {
+            var c = counters
+            c.running = await gate.running
+            c.waiting = await gate.waiting
+            c.refusedBusy = await gate.refused
+            return c
+        }
     }
 
-    /// Serves JSON requests on `socket` forever (one at a time), on the calling thread, which
-    /// must not be one of Swift's cooperative threads.
-    public nonisolated func serve(on socket: ReplySocket, log: @escaping @Sendable (String) -> Void) {
-        while true {
-            guard let bytes = (try? socket.receive(timeout: 1)) ?? nil else { continue }
+    public func generate(_ request: GenerationRequest) async throws -> GenerationReply {
+        let options = try request.options(filter: filter)
+        try await gate.admit()
+        let id = nextSequenceID
+        nextSequenceID += 1
+        do {
+            let reply = GenerationReply(
+                try await generator.generate(request.prompt, raw: request.raw ?? false, options: options, sequenceID: id))
+            await gate.leave()
+            counters.served += 1
+            counters.forwardPasses += reply.nfe
+            counters.usefulTokens += reply.useful_tokens
+            return reply
+        } catch {
+            await gate.leave()
+            counters.failed += 1
+            throw error
+        }
+    }
+
+    /// Serves JSON requests on `server` until it closes, answering up to `limits.concurrent +
+    /// limits.queued` clients at once plus a few more that hear "busy" straight away.
+    public nonisolated func serve(on server: ReplyServer) throws {
+        try server.serve(contexts: limits.concurrent + limits.queued + 4) { bytes in
             let reply = ResultBox()
             let done = DispatchSemaphore(value: 0)
             Task {
@@ -46,24 +132,38 @@ public actor Coordinator {
                 done.signal()
             }
             done.wait()
-            do { try socket.reply(reply.value) } catch { log("reply failed: \(error)") }
+            return reply.value
         }
     }
 
-    /// The JSON reply to one JSON request: a `GenerationReply`, or `{"error": "..."}`.
+    /// The JSON reply to one JSON request: a `GenerationReply`, or `{"error": "...", "kind": "..."}`.
     public func answer(_ bytes: [UInt8]) async -> [UInt8] {
         do {
             let request = try JSONDecoder().decode(GenerationRequest.self, from: Data(bytes))
             return Array(try JSONEncoder().encode(try await generate(request)))
         } catch let error as DecodingError {
-            return Self.error("malformed request: \(error)")
+            return Self.error("malformed request: \(error)", kind: "bad_request")
+        } catch let error as CoordinatorBusy {
+            return Self.error(error.description, kind: "busy")
+        } catch let error as RequestError {
+            return Self.error(error.description, kind: "bad_request")
+        } catch let error as GenerationError {
+            return Self.error(error.description, kind: "bad_request")
         } catch {
-            return Self.error(String(describing: error))
+            return Self.error(String(describing: error), kind: "failed")
         }
     }
 
-    static func error(_ text: String) -> [UInt8] {
-        Array((try? JSONEncoder().encode(["error": text])) ?? Data(#"{"error":"unknown"}"#.utf8))
+    static func error(_ text: String, kind: String) -> [UInt8] {
+        Array((try? JSONEncoder().encode(["error": text, "kind": kind])) ?? Data(#"{"error":"unknown","kind":"failed"}"#.utf8))
+    }
+}
+
+/// A request refused because the coordinator is decoding and queueing all it may.
+public struct CoordinatorBusy: Error, CustomStringConvertible, Sendable {
+    public let limits: AdmissionLimits
+    public var description: String {
+        "busy: \(limits.concurrent) requests decoding and \(limits.queued) waiting; try again later"
     }
 }
 
@@ -78,8 +178,15 @@ public enum CoordinatorClient {
         let bytes = try socket.request(Array(try JSONEncoder().encode(request)), timeout: timeout)
         if let reply = try? JSONDecoder().decode(GenerationReply.self, from: Data(bytes)) { return reply }
         if let error = try? JSONDecoder().decode([String: String].self, from: Data(bytes)), let text = error["error"] {
-            throw ClusterError("coordinator: \(text)")
+            throw CoordinatorRefusal(kind: error["kind"] ?? "failed", message: "coordinator: \(text)")
         }
         throw ClusterError("coordinator at \(url) sent an unreadable reply")
     }
+}
+
+/// An error reply of the coordinator: `kind` is "busy", "bad_request" or "failed".
+public struct CoordinatorRefusal: Error, CustomStringConvertible, Sendable {
+    public let kind: String
+    public let message: String
+    public var description: String { message }
 }

@@ -63,16 +63,19 @@ struct CoordinatorCommand: Command {
         .option("filter", "FILE", "Learn2PD filter for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
         .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
         .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
+        .option("max-concurrent", "N", "Requests decoded at once (their forward passes pipeline through the workers).", default: "8"),
+        .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
+        let limits = AdmissionLimits(concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!)
         let description = try ClusterDescription.load(URL(fileURLWithPath: o.string("cluster")!))
         let directory = try ModelLocator.directory(description.model == "default" ? nil : description.model)
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
         let workers = try description.endpoints(layers: config.layers)
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
-            timeout: try o.double("timeout")!)
+            timeout: try o.double("timeout")!, limits: limits)
         let deadline = Date().addingTimeInterval(try o.double("connect-timeout")!)
         while true {
             do {
@@ -84,10 +87,11 @@ struct CoordinatorCommand: Command {
             }
         }
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
-        let socket = try ReplySocket(listening: description.listen)
+        let server = try ReplyServer(listening: description.listen)
         StopSignals.install("coordinator")
-        printError("coordinator: listening on \(description.listen)")
-        try await Blocking.run { coordinator.serve(on: socket) { printError("coordinator: \($0)") } }
+        printError(
+            "coordinator: listening on \(description.listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
+        try await Blocking.run { try coordinator.serve(on: server) }
     }
 }
 

@@ -46,6 +46,12 @@ struct ParsedOptions {
         return value
     }
 
+    func nonNegativeInt(_ name: String) throws -> Int? {
+        guard let value = try int(name) else { return nil }
+        guard value >= 0 else { throw UsageError("--\(name) must be at least 0, got \(value)") }
+        return value
+    }
+
     func double(_ name: String) throws -> Double? {
         guard let text = values[name] else { return nil }
         guard let value = Double(text), value.isFinite else { throw UsageError("--\(name) expects a number, got '\(text)'") }

@@ -22,6 +22,7 @@ if getenv("OPENBLAS_NUM_THREADS") == nil {
 let commands: [any Command.Type] = [
     GenerateCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self, FilterCalibrateCommand.self,
     WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, BenchForwardCommand.self, BenchClusterCommand.self,
+    LoadtestCommand.self,
 ]
 
 @MainActor func topLevelHelp() -> String {

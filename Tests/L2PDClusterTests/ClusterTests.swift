@@ -225,6 +225,91 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(try Frame.decode(reply) == Frame(requestID: 9, step: 1, message: .pong(nonce: 77)))
     }
 
+    /// A coordinator serving on a real socket: concurrent clients get exactly the tokens of
+    /// single-process runs, and malformed or random requests get error replies without
+    /// disturbing the service.
+    @Test func aCoordinatorServesConcurrentClientsIdenticallyAndSurvivesGarbage() async throws {
+        let directory = try #require(DefaultModel.directory)
+        let bundle = try ModelBundle(directory: directory)
+        let workers = try WorkerProcesses(count: 2)
+        let endpoints = zip(workers.urls, LayerPlan.even(layers: bundle.checkpoint.config.layers, stages: 2)).map {
+            WorkerEndpoint(url: $0, layers: $1)
+        }
+        let coordinator = try Coordinator(
+            modelDirectory: directory, workers: endpoints, filter: nil, limits: AdmissionLimits(concurrent: 4, queued: 8))
+        for attempt in 0..<100 {
+            do {
+                try await coordinator.connect()
+                break
+            } catch {
+                if attempt == 99 { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let url = "tcp://127.0.0.1:\(50_000 + Int.random(in: 0..<10_000))"
+        let server = try ReplyServer(listening: url)
+        let serving = Thread { try? coordinator.serve(on: server) }
+        serving.start()
+        defer { server.close() }
+
+        let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
+        let prompts = TaskSuite.examples(split: .eval, count: 12, seed: 8).map(\.prompt)
+        var template = GenerationRequest(prompt: "")
+        template.policy = "threshold"
+        template.cache = "dual"
+        template.gen_length = 64
+        template.block_length = 16
+        let options = try template.options(filter: nil)
+        var expected: [[Int]] = []
+        for (i, prompt) in prompts.enumerated() {
+            expected.append(try await local.generate(prompt, options: options, sequenceID: UInt64(i + 1)).tokens)
+        }
+        let requests = prompts.map { prompt -> GenerationRequest in
+            var r = template
+            r.prompt = prompt
+            return r
+        }
+        let replies = try await withThrowingTaskGroup(of: (Int, GenerationReply).self) { group in
+            for (i, request) in requests.enumerated() {
+                group.addTask { (i, try await offPool { try CoordinatorClient.generate(request, url: url, timeout: 60) }) }
+            }
+            var out = [GenerationReply?](repeating: nil, count: requests.count)
+            for try await (i, reply) in group { out[i] = reply }
+            return out
+        }
+        for i in prompts.indices { #expect(replies[i]?.tokens == expected[i], "prompt \(i)") }
+
+        let refusals = try await offPool { () throws -> [String] in
+            var random = SystemRandomNumberGenerator()
+            var kinds: [String] = []
+            let socket = try RequestSocket(dialing: url)
+            let valid = Array(try JSONEncoder().encode(requests[0]))
+            for i in 0..<200 {
+                var bytes: [UInt8]
+                switch i % 3 {
+                case 0: bytes = (0..<Int.random(in: 0..<100, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                case 1:
+                    bytes = valid
+                    bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                default: bytes = Array(#"{"prompt": "What is 1 + 1?", "cache": "sideways"}"#.utf8)
+                }
+                let reply = try socket.request(bytes, timeout: 30)
+                if let object = try? JSONDecoder().decode([String: String].self, from: Data(reply)), let kind = object["kind"] {
+                    kinds.append(kind)
+                }
+            }
+            return kinds
+        }
+        // Every request got an answer; the undecodable ones an error that says so.
+        #expect(refusals.count >= 130)
+        #expect(refusals.allSatisfy { $0 == "bad_request" || $0 == "failed" })
+        let after = try await offPool { try CoordinatorClient.generate(requests[1], url: url, timeout: 60) }
+        #expect(after.tokens == expected[1])
+        let counters = await coordinator.statistics
+        #expect(counters.served >= prompts.count + 1)
+        #expect(counters.running == 0 && counters.waiting == 0)
+    }
+
     @Test func clusterFilesAreValidated() throws {
         func load(_ json: String) throws -> ClusterDescription {
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString).json")
