@@ -101,6 +101,11 @@ public actor Coordinator {
         }
     }
 
+    /// Tokens of the request's prompt as the model sees it (0 when it cannot be encoded).
+    public func promptTokenCount(_ request: GenerationRequest) -> Int {
+        (try? generator.promptTokens(request.prompt, raw: request.raw ?? false).count) ?? 0
+    }
+
     public func generate(_ request: GenerationRequest) async throws -> GenerationReply {
         let options = try request.options(filter: filter)
         try await gate.admit()

@@ -27,6 +27,8 @@ public struct WireStatistics: Sendable, Equatable, Codable {
     public var bytesReceived = 0
     /// Seconds from sending a frame to a stage until its reply arrived, summed over stages.
     public var roundTripSeconds = 0.0
+    /// `roundTripSeconds` by stage, in layer order.
+    public var stageSeconds: [Double] = []
     public init() {}
     public var bytesPerForward: Double { forwards > 0 ? Double(bytesSent + bytesReceived) / Double(forwards) : 0 }
 }
@@ -58,6 +60,9 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
     }
 
     public var statistics: WireStatistics { lock.withLock { wire } }
+
+    /// Workers with a live connection now.
+    public var connectedWorkers: Int { sockets.filter(\.isConnected).count }
 
     /// Greets and assigns every worker now (the coordinator's start-up check).
     public func connect() async throws {
@@ -162,6 +167,8 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
                 wire.bytesSent += bytes.count
                 wire.bytesReceived += reply.count
                 wire.roundTripSeconds += elapsed
+                if wire.stageSeconds.count < workers.count { wire.stageSeconds = Array(repeating: 0, count: workers.count) }
+                wire.stageSeconds[i] += elapsed
                 if i == workers.count - 1 { wire.forwards += 1 }
             }
         }

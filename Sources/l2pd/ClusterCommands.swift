@@ -64,6 +64,9 @@ struct CoordinatorCommand: Command {
         .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
         .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
         .option("max-concurrent", "N", "Requests decoded at once (their forward passes pipeline through the workers).", default: "8"),
+        .option(
+            "http", "URL", "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics); none: off.",
+            default: "http://127.0.0.1:7780"),
         .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
     ]
 
@@ -87,6 +90,15 @@ struct CoordinatorCommand: Command {
             }
         }
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
+        var http: HTTPServer? = nil
+        if let address = o.string("http"), address != "none" {
+            let server = try HTTPServer(url: address)
+            try HTTPAPI(coordinator: coordinator, modelName: directory.lastPathComponent).install(on: server)
+            try server.start()
+            printError("coordinator: HTTP API on \(address)")
+            http = server
+        }
+        defer { http?.stop() }
         let server = try ReplyServer(listening: description.listen)
         StopSignals.install("coordinator")
         printError(

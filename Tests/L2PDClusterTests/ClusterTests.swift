@@ -308,6 +308,42 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         let counters = await coordinator.statistics
         #expect(counters.served >= prompts.count + 1)
         #expect(counters.running == 0 && counters.waiting == 0)
+
+        // The same service over the OpenAI-shaped HTTP API.
+        let port = 40_000 + Int.random(in: 0..<10_000)
+        let http = try HTTPServer(url: "http://127.0.0.1:\(port)")
+        try HTTPAPI(coordinator: coordinator, modelName: "default").install(on: http)
+        try http.start()
+        defer { http.stop() }
+        let chat =
+            #"{"messages": [{"role": "user", "content": "\#(prompts[2])"}], "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
+        let (status, body) = try await offPool { try HTTPClient.request(port: port, "POST", "/v1/chat/completions", body: chat) }
+        #expect(status == 200, "\(body)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let choice = try #require((object["choices"] as? [[String: Any]])?.first)
+        let content = try #require((choice["message"] as? [String: Any])?["content"] as? String)
+        #expect(content == replies[2]?.text)
+        let usage = try #require(object["usage"] as? [String: Int])
+        #expect(usage["completion_tokens"] == expected[2].count)
+        for bad in [
+            #"{"messages": []}"#, #"{"prompt": 7}"#, "not json", #"{"messages": [{"role": "user", "content": "hi"}], "cache": "sideways"}"#,
+            #"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#,
+        ] {
+            let path = bad.contains("prompt") ? "/v1/completions" : "/v1/chat/completions"
+            let (code, text) = try await offPool { try HTTPClient.request(port: port, "POST", path, body: bad) }
+            #expect(code == 400, "\(bad) -> \(text)")
+            #expect(text.contains("invalid_request_error"))
+        }
+        let (healthStatus, health) = try await offPool { try HTTPClient.request(port: port, "GET", "/health") }
+        #expect(healthStatus == 200 && health.contains("\"ok\""))
+        let (_, models) = try await offPool { try HTTPClient.request(port: port, "GET", "/v1/models") }
+        #expect(models.contains("\"default\""))
+        let (_, metrics) = try await offPool { try HTTPClient.request(port: port, "GET", "/metrics") }
+        let served = await coordinator.statistics.served
+        #expect(metrics.contains("l2pd_requests_total{outcome=\"ok\"} \(Double(served))"))
+        #expect(metrics.contains("l2pd_stage_busy_seconds_total{stage=\"2\"}"))
+        let (missing, _) = try await offPool { try HTTPClient.request(port: port, "GET", "/nowhere") }
+        #expect(missing == 404)
     }
 
     @Test func clusterFilesAreValidated() throws {
@@ -344,5 +380,52 @@ enum ModelFixture {
     static var smallModel: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("L2PDModelTests/Fixtures/tiny-llada")
+    }
+}
+
+/// A minimal HTTP/1.1 client over a POSIX socket (the tests need no networking library).
+enum HTTPClient {
+    static func request(port: Int, _ method: String, _ path: String, body: String = "") throws -> (Int, String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("socket failed") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ClusterError("connect to port \(port) failed") }
+        let payload = Array(body.utf8)
+        let head =
+            "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(payload.count)\r\nConnection: close\r\n\r\n"
+        let bytes = Array(head.utf8) + payload
+        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { throw ClusterError("send failed") }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[0..<n]
+            if let text = String(bytes: response, encoding: .utf8), let split = text.range(of: "\r\n\r\n") {
+                let headers = text[..<split.lowerBound].lowercased()
+                if let line = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+                    let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)),
+                    text.utf8.count - text[..<split.upperBound].utf8.count >= length
+                {
+                    break
+                }
+            }
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let statusLine = text.split(separator: "\r\n").first, statusLine.split(separator: " ").count >= 2,
+            let status = Int(statusLine.split(separator: " ")[1])
+        else { throw ClusterError("unreadable HTTP response: \(text.prefix(200))") }
+        let bodyText = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+        return (status, bodyText)
     }
 }

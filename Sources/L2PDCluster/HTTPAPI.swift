@@ -1,0 +1,198 @@
+import Foundation
+import L2PDDecoding
+import L2PDEngine
+import L2PDTransport
+
+/// The coordinator's OpenAI-shaped HTTP API:
+/// - `POST /v1/completions`: `prompt` sent as is (no chat format);
+/// - `POST /v1/chat/completions`: the last user message in the LLaDA-Instruct chat format;
+/// - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text).
+/// Both POST routes take the diffusion fields `policy`, `gen_length`, `block_length`, `steps`,
+/// `cache`, `eotp`, `threshold`, `factor`, `tau`, plus `temperature`, `seed`; `max_tokens`
+/// stands for `gen_length` when that is absent. A full coordinator answers 503 with error
+/// type "busy"; a bad request 400.
+public struct HTTPAPI: Sendable {
+    public let coordinator: Coordinator
+    public let modelName: String
+
+    public init(coordinator: Coordinator, modelName: String) {
+        self.coordinator = coordinator
+        self.modelName = modelName
+    }
+
+    /// Routes the API on `server` (which the caller starts and stops).
+    public func install(on server: HTTPServer) throws {
+        try server.route("GET", "/health") { _, respond in
+            Task { respond(await health()) }
+        }
+        try server.route("GET", "/v1/models") { _, respond in
+            respond(
+                json(
+                    [
+                        "object": "list", "data": [["id": modelName, "object": "model", "owned_by": "l2pd"]],
+                    ] as [String: Any]))
+        }
+        try server.route("GET", "/metrics") { _, respond in
+            Task { respond(HTTPResponse(contentType: "text/plain; version=0.0.4", body: Array(await metrics().utf8))) }
+        }
+        try server.route("POST", "/v1/completions") { request, respond in
+            Task { respond(await complete(request.body, chat: false)) }
+        }
+        try server.route("POST", "/v1/chat/completions") { request, respond in
+            Task { respond(await complete(request.body, chat: true)) }
+        }
+    }
+
+    /// One completion: the JSON body in, the OpenAI-shaped reply (or error) out.
+    public func complete(_ body: [UInt8], chat: Bool) async -> HTTPResponse {
+        let request: GenerationRequest
+        let created = Int(Date().timeIntervalSince1970)
+        do {
+            request = try Self.generationRequest(body, chat: chat)
+        } catch {
+            return Self.error(400, type: "invalid_request_error", String(describing: error))
+        }
+        let reply: GenerationReply
+        do {
+            reply = try await coordinator.generate(request)
+        } catch let busy as CoordinatorBusy {
+            return Self.error(503, type: "busy", busy.description)
+        } catch let error as RequestError {
+            return Self.error(400, type: "invalid_request_error", error.description)
+        } catch let error as GenerationError {
+            return Self.error(400, type: "invalid_request_error", error.description)
+        } catch {
+            return Self.error(500, type: "server_error", String(describing: error))
+        }
+        let promptTokens = await coordinator.promptTokenCount(request)
+        let choice: [String: Any] =
+            chat
+            ? ["index": 0, "message": ["role": "assistant", "content": reply.text], "finish_reason": "stop"]
+            : ["index": 0, "text": reply.text, "finish_reason": "stop"]
+        return json(
+            [
+                "id": "\(chat ? "chatcmpl" : "cmpl")-\(UUID().uuidString.prefix(12).lowercased())",
+                "object": chat ? "chat.completion" : "text_completion", "created": created, "model": modelName,
+                "choices": [choice],
+                "usage": [
+                    "prompt_tokens": promptTokens, "completion_tokens": reply.tokens.count,
+                    "total_tokens": promptTokens + reply.tokens.count,
+                ],
+                "l2pd": [
+                    "nfe": reply.nfe, "positions": reply.positions, "useful_tokens": reply.useful_tokens, "tpf": reply.tpf,
+                    "tps": reply.tps, "seconds": reply.seconds,
+                ],
+            ] as [String: Any])
+    }
+
+    /// Reads an OpenAI-shaped body into the coordinator's request; names what is wrong.
+    static func generationRequest(_ body: [UInt8], chat: Bool) throws -> GenerationRequest {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            throw RequestError("the body must be a JSON object")
+        }
+        if object["stream"] as? Bool == true {
+            throw RequestError("\"stream\": true is not supported; send the request without it")
+        }
+        var prompt: String
+        if chat {
+            guard let messages = object["messages"] as? [[String: Any]], !messages.isEmpty else {
+                throw RequestError("\"messages\" must be a non-empty array of {\"role\", \"content\"}")
+            }
+            guard let last = messages.last(where: { $0["role"] as? String == "user" }), let content = last["content"] as? String else {
+                throw RequestError("\"messages\" holds no user message with string content")
+            }
+            prompt = content
+        } else {
+            guard let text = object["prompt"] as? String else { throw RequestError("\"prompt\" must be a string") }
+            prompt = text
+        }
+        var request = GenerationRequest(prompt: prompt)
+        request.raw = !chat
+        func int(_ key: String) throws -> Int? {
+            guard let value = object[key] else { return nil }
+            guard let number = value as? NSNumber, let exact = Int(exactly: number.doubleValue) else {
+                throw RequestError("\"\(key)\" must be an integer")
+            }
+            return exact
+        }
+        func float(_ key: String) throws -> Float? {
+            guard let value = object[key] else { return nil }
+            guard let number = value as? NSNumber, number.doubleValue.isFinite else { throw RequestError("\"\(key)\" must be a number") }
+            return number.floatValue
+        }
+        func string(_ key: String) throws -> String? {
+            guard let value = object[key] else { return nil }
+            guard let text = value as? String else { throw RequestError("\"\(key)\" must be a string") }
+            return text
+        }
+        request.policy = try string("policy")
+        request.gen_length = try int("gen_length") ?? int("max_tokens")
+        request.block_length = try int("block_length")
+        request.steps = try int("steps")
+        request.cache = try string("cache")
+        if let eotp = object["eotp"] {
+            guard let flag = eotp as? Bool else { throw RequestError("\"eotp\" must be true or false") }
+            request.eotp = flag
+        }
+        request.threshold = try float("threshold")
+        request.factor = try float("factor")
+        request.tau = try float("tau")
+        request.temperature = try float("temperature")
+        if let seed = try int("seed") {
+            guard seed >= 0 else { throw RequestError("\"seed\" must be at least 0") }
+            request.seed = UInt64(seed)
+        }
+        return request
+    }
+
+    func health() async -> HTTPResponse {
+        let connected = coordinator.pipeline.connectedWorkers
+        let total = coordinator.pipeline.workers.count
+        return json(
+            ["status": connected == total ? "ok" : "degraded", "workers": total, "workers_connected": connected],
+            status: connected == total ? 200 : 503)
+    }
+
+    /// Prometheus text exposition of the coordinator's counters.
+    public func metrics() async -> String {
+        let c = await coordinator.statistics
+        let wire = coordinator.pipeline.statistics
+        var lines: [String] = []
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
+            lines.append("# HELP l2pd_\(name) \(help)")
+            lines.append("# TYPE l2pd_\(name) \(type)")
+            for (labels, value) in samples { lines.append("l2pd_\(name)\(labels) \(value)") }
+        }
+        metric(
+            "requests_total", "counter", "Generation requests by outcome.",
+            [
+                ("{outcome=\"ok\"}", Double(c.served)), ("{outcome=\"failed\"}", Double(c.failed)),
+                ("{outcome=\"busy\"}", Double(c.refusedBusy)),
+            ])
+        metric("requests_running", "gauge", "Requests being decoded.", [("", Double(c.running))])
+        metric("queue_depth", "gauge", "Requests waiting for a decoding slot.", [("", Double(c.waiting))])
+        metric("forward_passes_total", "counter", "Forward passes of finished requests.", [("", Double(c.forwardPasses))])
+        metric("committed_tokens_total", "counter", "Useful answer tokens of finished requests.", [("", Double(c.usefulTokens))])
+        metric(
+            "tokens_per_forward", "gauge", "Useful tokens per forward pass over all finished requests.",
+            [("", c.forwardPasses > 0 ? Double(c.usefulTokens) / Double(c.forwardPasses) : 0)])
+        metric(
+            "stage_busy_seconds_total", "counter", "Seconds each stage spent answering forward frames (round trip).",
+            wire.stageSeconds.enumerated().map { ("{stage=\"\($0.offset + 1)\"}", $0.element) })
+        metric(
+            "wire_bytes_total", "counter", "Frame bytes to and from the workers.",
+            [
+                ("{direction=\"sent\"}", Double(wire.bytesSent)), ("{direction=\"received\"}", Double(wire.bytesReceived)),
+            ])
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func error(_ status: UInt16, type: String, _ message: String) -> HTTPResponse {
+        json(["error": ["message": message, "type": type]], status: status)
+    }
+}
+
+private func json(_ object: [String: Any], status: UInt16 = 200) -> HTTPResponse {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    return HTTPResponse(status: status, body: Array(data))
+}
