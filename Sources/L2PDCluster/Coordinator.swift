@@ -59,6 +59,9 @@ public struct CoordinatorCounters: Sendable, Equatable, Codable {
     public var waiting = 0
     public var forwardPasses = 0
     public var usefulTokens = 0
+    /// Forward batches sent to the workers and the sequence steps they carried.
+    public var batches = 0
+    public var batchedSequences = 0
 }
 
 /// The coordinator: owns requests, the unmask policy and EoTP, and drives the workers through
@@ -67,6 +70,7 @@ public struct CoordinatorCounters: Sendable, Equatable, Codable {
 /// forward passes occupy different stages at the same time (pipelining).
 public actor Coordinator {
     public let pipeline: NetworkPipeline
+    public let batching: BatchingPipeline
     public let limits: AdmissionLimits
     private let generator: TextGenerator
     private let filter: FilterNetwork?
@@ -82,7 +86,9 @@ public actor Coordinator {
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         pipeline = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
-        generator = TextGenerator(tokenizer: tokenizer, pipeline: pipeline)
+        // Forwards of concurrent requests leave together; one batch per stage keeps all busy.
+        batching = BatchingPipeline(pipeline, maxInFlight: workers.count)
+        generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
         self.filter = filter
         self.limits = limits
         gate = AdmissionGate(limits: limits)
@@ -97,6 +103,8 @@ public actor Coordinator {
             c.running = await gate.running
             c.waiting = await gate.waiting
             c.refusedBusy = await gate.refused
+            c.batches = await batching.batches
+            c.batchedSequences = await batching.batchedSequences
             return c
         }
     }

@@ -177,6 +177,9 @@ public struct HTTPAPI: Sendable {
             "tokens_per_forward", "gauge", "Useful tokens per forward pass over all finished requests.",
             [("", c.forwardPasses > 0 ? Double(c.usefulTokens) / Double(c.forwardPasses) : 0)])
         metric(
+            "batch_size", "gauge", "Mean sequences per forward batch sent to the workers.",
+            [("", c.batches > 0 ? Double(c.batchedSequences) / Double(c.batches) : 0)])
+        metric(
             "stage_busy_seconds_total", "counter", "Seconds each stage spent answering forward frames (round trip).",
             wire.stageSeconds.enumerated().map { ("{stage=\"\($0.offset + 1)\"}", $0.element) })
         metric(

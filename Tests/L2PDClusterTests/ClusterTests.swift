@@ -278,6 +278,8 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
             return out
         }
         for i in prompts.indices { #expect(replies[i]?.tokens == expected[i], "prompt \(i)") }
+        let batched = await coordinator.statistics
+        #expect(batched.batchedSequences > batched.batches, "concurrent forwards should have shared batches")
 
         let refusals = try await offPool { () throws -> [String] in
             var random = SystemRandomNumberGenerator()

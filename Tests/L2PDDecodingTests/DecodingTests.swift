@@ -170,3 +170,43 @@ func matchesTheReferenceDecoder(stages: [Range<Int>]) async throws {
     #expect(throws: (any Error).self) { try LayerPlan.validate([0..<3, 2..<4], layers: 4) }
     #expect(throws: (any Error).self) { try LayerPlan.validate([0..<3], layers: 4) }
 }
+
+/// Concurrent requests whose forward passes share batches (different prompts, cache modes and
+/// policies in one batch) commit exactly what each commits alone.
+@Test func batchedRequestsCommitWhatTheyCommitAlone() async throws {
+    let checkpoint = try defaultCheckpoint()
+    let golden = try GoldenDecodes.load()
+    var prompts: [[Int]] = []
+    for run in golden.runs where !prompts.contains(run.prompt) { prompts.append(run.prompt) }
+    var jobs: [(prompt: [Int], options: GenerationOptions)] = []
+    for (i, mode) in [CacheMode.none, .prefix, .dual, .dual, .none, .prefix].enumerated() {
+        var o = GenerationOptions()
+        o.genLength = 64
+        o.blockLength = 16
+        o.cache = mode
+        o.policy = i % 2 == 0 ? ThresholdPolicy() : FactorPolicy()
+        o.eotp = i >= 3
+        jobs.append((prompts[i % prompts.count], o))
+    }
+    let alone = Decoder(pipeline: try InProcessPipeline(checkpoint: checkpoint, layerRanges: [0..<2, 2..<4]))
+    var expected: [GenerationResult] = []
+    for (i, job) in jobs.enumerated() {
+        expected.append(try await alone.generate(prompt: job.prompt, options: job.options, sequenceID: UInt64(i + 1)))
+    }
+    let batching = BatchingPipeline(try InProcessPipeline(checkpoint: checkpoint, layerRanges: [0..<2, 2..<4]), maxInFlight: 1)
+    let together = Decoder(pipeline: batching)
+    let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+        for (i, job) in jobs.enumerated() {
+            group.addTask { (i, try await together.generate(prompt: job.prompt, options: job.options, sequenceID: UInt64(i + 1))) }
+        }
+        var out = [GenerationResult?](repeating: nil, count: jobs.count)
+        for try await (i, result) in group { out[i] = result }
+        return out
+    }
+    for i in jobs.indices {
+        #expect(results[i]?.canvas == expected[i].canvas, "request \(i)")
+        #expect(results[i]?.statistics.nfe == expected[i].statistics.nfe, "request \(i)")
+        #expect(results[i]?.statistics.positions == expected[i].statistics.positions, "request \(i)")
+    }
+    #expect(await batching.batchedSequences > batching.batches, "some forwards should have shared a batch")
+}
