@@ -110,18 +110,24 @@ public actor Coordinator {
     }
 
     /// Tokens of the request's prompt as the model sees it (0 when it cannot be encoded).
+    public nonisolated var tokenizer: Tokenizer { generator.tokenizer }
+
     public func promptTokenCount(_ request: GenerationRequest) -> Int {
         (try? generator.promptTokens(request.prompt, raw: request.raw ?? false).count) ?? 0
     }
 
-    public func generate(_ request: GenerationRequest) async throws -> GenerationReply {
+    /// `onStep` sees every decoding step (for streaming); it must not block.
+    public func generate(
+        _ request: GenerationRequest, onStep: (@Sendable (StepEvent) -> Void)? = nil
+    ) async throws -> GenerationReply {
         let options = try request.options(filter: filter)
         try await gate.admit()
         let id = nextSequenceID
         nextSequenceID += 1
         do {
             let reply = GenerationReply(
-                try await generator.generate(request.prompt, raw: request.raw ?? false, options: options, sequenceID: id))
+                try await generator.generate(
+                    request.prompt, raw: request.raw ?? false, options: options, sequenceID: id, onStep: onStep))
             await gate.leave()
             counters.served += 1
             counters.forwardPasses += reply.nfe

@@ -10,7 +10,9 @@ import L2PDTransport
 /// Both POST routes take the diffusion fields `policy`, `gen_length`, `block_length`, `steps`,
 /// `cache`, `eotp`, `threshold`, `factor`, `tau`, plus `temperature`, `seed`; `max_tokens`
 /// stands for `gen_length` when that is absent. A full coordinator answers 503 with error
-/// type "busy"; a bad request 400.
+/// type "busy"; a bad request 400. With `"stream": true` the reply is server-sent events: one
+/// chunk each time a block of the answer is committed from its start, a last chunk with the
+/// finish reason and statistics, then `data: [DONE]`.
 public struct HTTPAPI: Sendable {
     public let coordinator: Coordinator
     public let modelName: String
@@ -22,47 +24,80 @@ public struct HTTPAPI: Sendable {
 
     /// Routes the API on `server` (which the caller starts and stops).
     public func install(on server: HTTPServer) throws {
-        try server.route("GET", "/health") { _, respond in
-            Task { respond(await health()) }
+        try server.route("GET", "/health") { _, exchange in
+            Task { exchange.respond(await health()) }
         }
-        try server.route("GET", "/v1/models") { _, respond in
-            respond(
+        try server.route("GET", "/v1/models") { _, exchange in
+            exchange.respond(
                 json(
                     [
                         "object": "list", "data": [["id": modelName, "object": "model", "owned_by": "l2pd"]],
                     ] as [String: Any]))
         }
-        try server.route("GET", "/metrics") { _, respond in
-            Task { respond(HTTPResponse(contentType: "text/plain; version=0.0.4", body: Array(await metrics().utf8))) }
+        try server.route("GET", "/metrics") { _, exchange in
+            Task { exchange.respond(HTTPResponse(contentType: "text/plain; version=0.0.4", body: Array(await metrics().utf8))) }
         }
-        try server.route("POST", "/v1/completions") { request, respond in
-            Task { respond(await complete(request.body, chat: false)) }
+        try server.route("POST", "/v1/completions") { request, exchange in
+            Task { await serve(request.body, chat: false, exchange: exchange) }
         }
-        try server.route("POST", "/v1/chat/completions") { request, respond in
-            Task { respond(await complete(request.body, chat: true)) }
+        try server.route("POST", "/v1/chat/completions") { request, exchange in
+            Task { await serve(request.body, chat: true, exchange: exchange) }
         }
     }
 
-    /// One completion: the JSON body in, the OpenAI-shaped reply (or error) out.
-    public func complete(_ body: [UInt8], chat: Bool) async -> HTTPResponse {
-        let request: GenerationRequest
-        let created = Int(Date().timeIntervalSince1970)
+    func serve(_ body: [UInt8], chat: Bool, exchange: HTTPExchange) async {
+        let parsed: (request: GenerationRequest, stream: Bool)
         do {
-            request = try Self.generationRequest(body, chat: chat)
+            parsed = try Self.generationRequest(body, chat: chat)
         } catch {
-            return Self.error(400, type: "invalid_request_error", String(describing: error))
+            return exchange.respond(Self.error(400, type: "invalid_request_error", String(describing: error)))
         }
+        guard parsed.stream else { return exchange.respond(await complete(parsed.request, chat: chat)) }
+        guard let stream = exchange.stream(contentType: "text/event-stream") else { return }
+        let id = Self.completionID(chat: chat)
+        let created = Int(Date().timeIntervalSince1970)
+        @Sendable func event(_ object: [String: Any]) -> [UInt8] {
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+            return Array("data: ".utf8) + Array(data) + Array("\n\n".utf8)
+        }
+        @Sendable func chunk(_ text: String?, finish: String?, extra: [String: Any] = [:]) -> [String: Any] {
+            var choice: [String: Any] = ["index": 0, "finish_reason": finish ?? NSNull()]
+            if chat { choice["delta"] = text.map { ["content": $0] } ?? [:] } else { choice["text"] = text ?? "" }
+            return [
+                "id": id, "object": chat ? "chat.completion.chunk" : "text_completion", "created": created, "model": modelName,
+                "choices": [choice],
+            ].merging(extra) { a, _ in a }
+        }
+        let config = coordinator.pipeline.config
+        let commits = CommitStreamBox(
+            CommitStream(
+                tokenizer: coordinator.tokenizer, maskID: config.maskTokenID, endOfTextID: config.eosTokenID,
+                blockLength: parsed.request.block_length ?? GenerationOptions().blockLength))
+        do {
+            let reply = try await coordinator.generate(parsed.request) { step in
+                if let delta = commits.update(step), !delta.isEmpty {
+                    stream.write(event(chunk(delta, finish: nil)))
+                }
+            }
+            if let rest = commits.remainder(of: reply.text), !rest.isEmpty { stream.write(event(chunk(rest, finish: nil))) }
+            stream.write(event(chunk(nil, finish: "stop", extra: ["l2pd": Self.statistics(reply)])))
+        } catch {
+            let (_, type) = Self.classify(error)
+            stream.write(event(["error": ["message": String(describing: error), "type": type]]))
+        }
+        stream.write(Array("data: [DONE]\n\n".utf8))
+        stream.close()
+    }
+
+    /// One completion: the request in, the OpenAI-shaped reply (or error) out.
+    public func complete(_ request: GenerationRequest, chat: Bool) async -> HTTPResponse {
+        let created = Int(Date().timeIntervalSince1970)
         let reply: GenerationReply
         do {
             reply = try await coordinator.generate(request)
-        } catch let busy as CoordinatorBusy {
-            return Self.error(503, type: "busy", busy.description)
-        } catch let error as RequestError {
-            return Self.error(400, type: "invalid_request_error", error.description)
-        } catch let error as GenerationError {
-            return Self.error(400, type: "invalid_request_error", error.description)
         } catch {
-            return Self.error(500, type: "server_error", String(describing: error))
+            let (status, type) = Self.classify(error)
+            return Self.error(status, type: type, String(describing: error))
         }
         let promptTokens = await coordinator.promptTokenCount(request)
         let choice: [String: Any] =
@@ -71,27 +106,45 @@ public struct HTTPAPI: Sendable {
             : ["index": 0, "text": reply.text, "finish_reason": "stop"]
         return json(
             [
-                "id": "\(chat ? "chatcmpl" : "cmpl")-\(UUID().uuidString.prefix(12).lowercased())",
-                "object": chat ? "chat.completion" : "text_completion", "created": created, "model": modelName,
-                "choices": [choice],
+                "id": Self.completionID(chat: chat), "object": chat ? "chat.completion" : "text_completion", "created": created,
+                "model": modelName, "choices": [choice],
                 "usage": [
                     "prompt_tokens": promptTokens, "completion_tokens": reply.tokens.count,
                     "total_tokens": promptTokens + reply.tokens.count,
                 ],
-                "l2pd": [
-                    "nfe": reply.nfe, "positions": reply.positions, "useful_tokens": reply.useful_tokens, "tpf": reply.tpf,
-                    "tps": reply.tps, "seconds": reply.seconds,
-                ],
+                "l2pd": Self.statistics(reply),
             ] as [String: Any])
     }
 
+    static func completionID(chat: Bool) -> String {
+        "\(chat ? "chatcmpl" : "cmpl")-\(UUID().uuidString.prefix(12).lowercased())"
+    }
+
+    static func statistics(_ reply: GenerationReply) -> [String: Any] {
+        [
+            "nfe": reply.nfe, "positions": reply.positions, "useful_tokens": reply.useful_tokens, "tpf": reply.tpf,
+            "tps": reply.tps, "seconds": reply.seconds,
+        ]
+    }
+
+    /// HTTP status and OpenAI error type of a failed generation.
+    static func classify(_ error: any Error) -> (UInt16, String) {
+        switch error {
+        case is CoordinatorBusy: return (503, "busy")
+        case is RequestError, is GenerationError: return (400, "invalid_request_error")
+        default: return (500, "server_error")
+        }
+    }
+
     /// Reads an OpenAI-shaped body into the coordinator's request; names what is wrong.
-    static func generationRequest(_ body: [UInt8], chat: Bool) throws -> GenerationRequest {
+    static func generationRequest(_ body: [UInt8], chat: Bool) throws -> (request: GenerationRequest, stream: Bool) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
             throw RequestError("the body must be a JSON object")
         }
-        if object["stream"] as? Bool == true {
-            throw RequestError("\"stream\": true is not supported; send the request without it")
+        var stream = false
+        if let value = object["stream"] {
+            guard let flag = value as? Bool else { throw RequestError("\"stream\" must be true or false") }
+            stream = flag
         }
         var prompt: String
         if chat {
@@ -142,7 +195,7 @@ public struct HTTPAPI: Sendable {
             guard seed >= 0 else { throw RequestError("\"seed\" must be at least 0") }
             request.seed = UInt64(seed)
         }
-        return request
+        return (request, stream)
     }
 
     func health() async -> HTTPResponse {
@@ -192,6 +245,33 @@ public struct HTTPAPI: Sendable {
 
     static func error(_ status: UInt16, type: String, _ message: String) -> HTTPResponse {
         json(["error": ["message": message, "type": type]], status: status)
+    }
+}
+
+/// The commit stream of one streaming request, updated from the decoder's steps.
+final class CommitStreamBox: @unchecked Sendable {
+    // @unchecked: `stream` is guarded by `lock`.
+    private let lock = NSLock()
+    private var stream: CommitStream
+    private var sent = ""
+    init(_ stream: CommitStream) { self.stream = stream }
+
+    func update(_ event: StepEvent) -> String? {
+        lock.withLock {
+            let delta = stream.update(event)
+            if let delta { sent += delta }
+            return delta
+        }
+    }
+
+    /// What the final text holds beyond what was streamed (nil if it does not extend it).
+    func remainder(of text: String) -> String? {
+        lock.withLock {
+            guard text.hasPrefix(sent) else { return nil }
+            let rest = String(text.dropFirst(sent.count))
+            sent = text
+            return rest
+        }
     }
 }
 

@@ -107,6 +107,14 @@ public struct StepEvent: Sendable {
     public var committed: [Int]
     /// Answer-relative canvas end (shrinks under EoTP).
     public var answerLength: Int
+
+    public init(step: Int, block: Int, answer: [Int], committed: [Int], answerLength: Int) {
+        self.step = step
+        self.block = block
+        self.answer = answer
+        self.committed = committed
+        self.answerLength = answerLength
+    }
 }
 
 /// LLaDA's semi-autoregressive sampler driving a `Pipeline`: owns the canvas, asks for

@@ -22,12 +22,13 @@ public struct HTTPResponse: Sendable {
 }
 
 /// A small HTTP/1.1 server on libnng's HTTP server. Each route is a method and an exact path;
-/// its handler gets the request (body collected up to `maxBodyBytes`) and calls `respond` once,
-/// from any thread, when the answer is ready: nng's I/O threads are never held while the
-/// answer is computed. Unknown paths get nng's 404, wrong methods its 405.
+/// its handler gets the request (body collected up to `maxBodyBytes`) and, from any thread,
+/// either answers once with `exchange.respond` or takes the connection over with
+/// `exchange.stream` (server-sent events): nng's I/O threads are never held while the answer
+/// is computed. Unknown paths get nng's 404, wrong methods its 405.
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `server` is set once in init; nng's server is thread-safe.
-    public typealias Handler = @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void
+    public typealias Handler = @Sendable (HTTPRequest, HTTPExchange) -> Void
 
     public let url: String
     private var server: OpaquePointer?
@@ -79,6 +80,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard let aio,
             let request = nng_aio_get_input(aio, 0).map({ OpaquePointer($0) }),
             let handler = nng_aio_get_input(aio, 1).map({ OpaquePointer($0) }),
+            let connection = nng_aio_get_input(aio, 2).map({ OpaquePointer($0) }),
             let data = nng_http_handler_get_data(handler)
         else { return }
         let route = Unmanaged<Route>.fromOpaque(data).takeUnretainedValue()
@@ -88,19 +90,43 @@ public final class HTTPServer: @unchecked Sendable {
         let copy = HTTPRequest(
             method: String(cString: nng_http_req_get_method(request)), uri: String(cString: nng_http_req_get_uri(request)),
             body: body.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) } ?? [])
-        let pending = PendingAIO(aio)
-        route.handler(copy) { response in pending.finish(response) }
+        route.handler(copy, HTTPExchange(aio: aio, request: request, connection: connection))
     }
 }
 
-/// An nng aio waiting for its response; finished exactly once.
-final class PendingAIO: @unchecked Sendable {
-    // @unchecked: the aio belongs to this object until `finish` hands it back to nng.
+/// One request waiting for its answer: a complete response, or a stream; used exactly once.
+public final class HTTPExchange: @unchecked Sendable {
+    // @unchecked: the aio, request and connection belong to this object until `respond` or
+    // `stream` hands them back to nng (guarded by `done`).
     private let aio: OpaquePointer
+    private let request: OpaquePointer
+    private let connection: OpaquePointer
     private let done = ClosedFlag()
-    init(_ aio: OpaquePointer) { self.aio = aio }
 
-    func finish(_ response: HTTPResponse) {
+    init(aio: OpaquePointer, request: OpaquePointer, connection: OpaquePointer) {
+        self.aio = aio
+        self.request = request
+        self.connection = connection
+    }
+
+    /// Takes the connection over and sends a 200 header with `contentType`; the caller then
+    /// writes the body through the stream and closes it. Nil if the exchange was answered.
+    public func stream(contentType: String) -> HTTPStream? {
+        guard done.set() else { return nil }
+        guard nng_http_hijack(connection) == 0 else {
+            nng_aio_finish(aio, Int32(NNG_ECLOSED.rawValue))
+            return nil
+        }
+        nng_aio_finish(aio, 0)  // no response object: the stream writes its own
+        nng_http_req_free(request)
+        let stream = HTTPStream(connection: connection)
+        stream.write(
+            Array(
+                "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".utf8))
+        return stream
+    }
+
+    public func respond(_ response: HTTPResponse) {
         guard done.set() else { return }
         var res: OpaquePointer? = nil
         guard nng_http_res_alloc(&res) == 0, let res else {
@@ -112,6 +138,48 @@ final class PendingAIO: @unchecked Sendable {
         _ = response.body.withUnsafeBytes { nng_http_res_copy_data(res, $0.baseAddress, $0.count) }
         nng_aio_set_output(aio, 0, UnsafeMutableRawPointer(res))
         nng_aio_finish(aio, 0)
+    }
+}
+
+/// The body of a taken-over HTTP connection, written in order on a queue of its own (writes
+/// block until the client has the bytes). A write after the client went away is dropped.
+public final class HTTPStream: @unchecked Sendable {
+    // @unchecked: `connection` and `broken` are only used on `queue`.
+    private let connection: OpaquePointer
+    private let queue = DispatchQueue(label: "l2pd.http.stream")
+    private var broken = false
+    private let closed = ClosedFlag()
+
+    init(connection: OpaquePointer) { self.connection = connection }
+
+    public func write(_ bytes: [UInt8]) {
+        queue.async { [self] in
+            guard !broken, !bytes.isEmpty else { return }
+            var aio: OpaquePointer? = nil
+            guard nng_aio_alloc(&aio, nil, nil) == 0, let aio else {
+                broken = true
+                return
+            }
+            defer { nng_aio_free(aio) }
+            var copy = bytes
+            copy.withUnsafeMutableBytes { buffer in
+                var iov = nng_iov(iov_buf: buffer.baseAddress, iov_len: buffer.count)
+                nng_aio_set_iov(aio, 1, &iov)
+                nng_aio_set_timeout(aio, 30_000)
+                nng_http_conn_write_all(connection, aio)
+                nng_aio_wait(aio)
+            }
+            if nng_aio_result(aio) != 0 { broken = true }
+        }
+    }
+
+    /// Whether a write has failed (the client went away); answered after earlier writes ran.
+    public var clientGone: Bool { queue.sync { broken } }
+
+    /// Ends the body and closes the connection (after every write before it).
+    public func close() {
+        guard closed.set() else { return }
+        queue.async { [self] in nng_http_conn_close(connection) }
     }
 }
 

@@ -329,13 +329,32 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(usage["completion_tokens"] == expected[2].count)
         for bad in [
             #"{"messages": []}"#, #"{"prompt": 7}"#, "not json", #"{"messages": [{"role": "user", "content": "hi"}], "cache": "sideways"}"#,
-            #"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#,
+            #"{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}"#,
         ] {
             let path = bad.contains("prompt") ? "/v1/completions" : "/v1/chat/completions"
             let (code, text) = try await offPool { try HTTPClient.request(port: port, "POST", path, body: bad) }
             #expect(code == 400, "\(bad) -> \(text)")
             #expect(text.contains("invalid_request_error"))
         }
+        // Streaming: server-sent events whose deltas add up to the same answer, then [DONE].
+        let streamed =
+            #"{"prompt": "\#(ChatFormat.llaDAInstruct(user: prompts[3]).replacingOccurrences(of: "\n", with: "\\n"))", "stream": true, "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
+        let (streamStatus, events) = try await offPool { try HTTPClient.request(port: port, "POST", "/v1/completions", body: streamed) }
+        #expect(streamStatus == 200)
+        let payloads = events.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
+        #expect(payloads.last == "[DONE]", "\(events)")
+        var streamedText = ""
+        var finishReasons: [String] = []
+        for payload in payloads.dropLast() {
+            let chunk = try #require(try JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any], "\(payload)")
+            let choice = try #require((chunk["choices"] as? [[String: Any]])?.first)
+            streamedText += choice["text"] as? String ?? ""
+            if let reason = choice["finish_reason"] as? String { finishReasons.append(reason) }
+        }
+        #expect(streamedText == replies[3]?.text)
+        #expect(finishReasons == ["stop"])
+        #expect(payloads.count >= 3, "at least one text chunk, the finish chunk and [DONE]")
+
         let (healthStatus, health) = try await offPool { try HTTPClient.request(port: port, "GET", "/health") }
         #expect(healthStatus == 200 && health.contains("\"ok\""))
         let (_, models) = try await offPool { try HTTPClient.request(port: port, "GET", "/v1/models") }
