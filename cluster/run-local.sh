@@ -28,7 +28,8 @@ for i in $(seq 1 "$n"); do
     "$bin" worker --listen "tcp://127.0.0.1:$((7700 + i))" --threads 1 &
     pids+=($!)
 done
-"$bin" coordinator --cluster "$config" &
+# L2PD_COORDINATOR_ARGS: extra coordinator options (e.g. "--batches-in-flight 4").
+"$bin" coordinator --cluster "$config" ${L2PD_COORDINATOR_ARGS:-} &
 pids+=($!)
 
 # Ready when the coordinator answers a request.

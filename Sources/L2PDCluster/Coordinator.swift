@@ -11,9 +11,14 @@ import L2PDTransport
 public struct AdmissionLimits: Sendable, Equatable {
     public var concurrent: Int
     public var queued: Int
-    public init(concurrent: Int = 8, queued: Int = 32) {
+    /// Forward batches in flight at once (nil: two per worker, which measured best on a 2-worker
+    /// loopback cluster; one per worker left bubbles). Forwards beyond that wait and leave
+    /// together as one batch.
+    public var batchesInFlight: Int?
+    public init(concurrent: Int = 8, queued: Int = 32, batchesInFlight: Int? = nil) {
         self.concurrent = max(1, concurrent)
         self.queued = max(0, queued)
+        self.batchesInFlight = batchesInFlight.map { max(1, $0) }
     }
 }
 
@@ -86,8 +91,8 @@ public actor Coordinator {
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         pipeline = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
-        // Forwards of concurrent requests leave together; one batch per stage keeps all busy.
-        batching = BatchingPipeline(pipeline, maxInFlight: workers.count)
+        // Forwards of concurrent requests leave together once enough batches are in flight.
+        batching = BatchingPipeline(pipeline, maxInFlight: limits.batchesInFlight ?? 2 * workers.count)
         generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
         self.filter = filter
         self.limits = limits

@@ -67,11 +67,16 @@ struct CoordinatorCommand: Command {
         .option(
             "http", "URL", "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics); none: off.",
             default: "http://127.0.0.1:7780"),
+        .option(
+            "batches-in-flight", "N", "Forward batches in flight at once; more waiting forwards leave together as one batch.",
+            default: "2 per worker"),
         .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
-        let limits = AdmissionLimits(concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!)
+        let inFlight = o.string("batches-in-flight") == "2 per worker" ? nil : try o.positiveInt("batches-in-flight")
+        let limits = AdmissionLimits(
+            concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!, batchesInFlight: inFlight)
         let description = try ClusterDescription.load(URL(fileURLWithPath: o.string("cluster")!))
         let directory = try ModelLocator.directory(description.model == "default" ? nil : description.model)
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))

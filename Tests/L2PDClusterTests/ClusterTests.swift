@@ -236,7 +236,8 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
             WorkerEndpoint(url: $0, layers: $1)
         }
         let coordinator = try Coordinator(
-            modelDirectory: directory, workers: endpoints, filter: nil, limits: AdmissionLimits(concurrent: 4, queued: 8))
+            modelDirectory: directory, workers: endpoints, filter: nil,
+            limits: AdmissionLimits(concurrent: 4, queued: 8, batchesInFlight: 1))
         for attempt in 0..<100 {
             do {
                 try await coordinator.connect()
