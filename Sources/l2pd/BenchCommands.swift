@@ -6,8 +6,12 @@ struct BenchForwardCommand: Command {
     static let path = ["bench", "forward"]
     static let summary = "Time full forward passes against the machine's matrix-product speed."
     static let options: [OptionSpec] = [
-        .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
-        .option("length", "N", "Canvas length (positions per forward pass).", default: "320"),
+        .option("model", "DIR", "Checkpoint to time (\"default\": the embedded model; none: a random LLaDA-shaped model)."),
+        .option("d-model", "N", "Random model: hidden size.", default: "1024"),
+        .option("layers", "N", "Random model: transformer layers.", default: "8"),
+        .option("heads", "N", "Random model: attention heads (K/V heads the same).", default: "16"),
+        .option("mlp", "N", "Random model: MLP hidden size.", default: "2816"),
+        .option("length", "N", "Canvas length (positions per forward pass).", default: "512"),
         .option("reads", "N", "Positions read out per pass.", default: "32"),
         .option("repetitions", "N", "Timed passes; the median is reported.", default: "10"),
         .option("threads", "N", "BLAS threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
@@ -16,7 +20,30 @@ struct BenchForwardCommand: Command {
 
     static func run(_ options: ParsedOptions) throws {
         let threads = try options.positiveInt("threads")!
-        let checkpoint = try Checkpoint(directory: try ModelLocator.directory(options.string("model")))
+        let checkpoint: Checkpoint
+        var temporary: URL? = nil
+        defer { temporary.map { try? FileManager.default.removeItem(at: $0) } }
+        if let model = options.string("model") {
+            checkpoint = try Checkpoint(directory: try ModelLocator.directory(model == "default" ? nil : model))
+        } else {
+            var shape = RandomCheckpointShape()
+            shape.dModel = try options.positiveInt("d-model")!
+            shape.layers = try options.positiveInt("layers")!
+            shape.heads = try options.positiveInt("heads")!
+            shape.kvHeads = shape.heads
+            shape.mlpHiddenSize = try options.positiveInt("mlp")!
+            guard shape.dModel % shape.heads == 0, (shape.dModel / shape.heads) % 2 == 0 else {
+                throw UsageError("--heads must divide --d-model into an even head size")
+            }
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("l2pd-bench-\(getpid())")
+            temporary = directory
+            printError(
+                String(
+                    format: "bench forward: writing a random model (%.0fM parameters) to %@", Double(shape.parameterCount) / 1e6,
+                    directory.path))
+            try RandomCheckpoint.write(shape, to: directory)
+            checkpoint = try Checkpoint(directory: directory)
+        }
         let length = try options.positiveInt("length")!
         guard length <= checkpoint.config.maxSequenceLength else {
             throw UsageError("--length \(length) exceeds the model's max_sequence_length \(checkpoint.config.maxSequenceLength)")
@@ -32,7 +59,7 @@ struct BenchForwardCommand: Command {
             print("canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions)")
             print(String(format: "forward pass            %8.2f ms  %7.1f GFLOP/s", result.forwardSeconds * 1e3, result.forwardGFLOPS))
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))
-            print(String(format: "1024^3 product (peak)              %7.1f GFLOP/s", result.gemmPeakGFLOPS))
+            print(String(format: "2048^3 product (peak)              %7.1f GFLOP/s", result.gemmPeakGFLOPS))
             print(String(format: "ratio forward/peak %.2f   forward/same-shapes %.2f", result.ratio, result.ratioToSameShapes))
         }
     }
