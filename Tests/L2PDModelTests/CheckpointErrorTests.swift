@@ -174,3 +174,24 @@ func unsupportedConfigValueNamesTheKey(key: String, value: ConfigValue) throws {
         try stage.forward([SequenceForward(sequenceID: 1, length: 1)], input: .hidden(Array(repeating: 0, count: 64)))
     }
 }
+
+/// The benchmark's random checkpoint loads through the same code as a downloaded one, holds
+/// exactly the parameters its shape claims, and runs a forward pass to finite readouts.
+@Test func randomCheckpointsLoadAndRun() throws {
+    var shape = RandomCheckpointShape()
+    (shape.dModel, shape.layers, shape.heads, shape.kvHeads, shape.mlpHiddenSize, shape.vocabularySize) = (64, 2, 4, 2, 96, 300)
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("l2pd-random-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try RandomCheckpoint.write(shape, to: url)
+    let checkpoint = try Checkpoint(directory: url)
+    #expect(checkpoint.config.dModel == 64 && checkpoint.config.layers == 2 && checkpoint.config.kvHeads == 2)
+    let weightsBytes = try FileManager.default.attributesOfItem(atPath: url.appendingPathComponent("model.safetensors").path)[.size] as! Int
+    #expect(weightsBytes > 4 * shape.parameterCount && weightsBytes < 4 * shape.parameterCount + 16_384)
+    let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<2), threads: 1)
+    let readouts = try stage.forward([SequenceForward(sequenceID: 1, length: 5, readPositions: [0, 4])], input: .tokens([1, 2, 3, 4, 5]))
+    guard case .readouts(let r) = readouts else {
+        Issue.record("the last stage should answer with readouts")
+        return
+    }
+    #expect(r.first?.confidences.allSatisfy { $0.isFinite && $0 > 0 && $0 <= 1 } == true)
+}
