@@ -146,7 +146,24 @@ public final class PairSocket: @unchecked Sendable {
         _ bytes: [UInt8], timeout: Double, sendTimeout: Double, accept: ([UInt8]) -> Bool, abort: () -> (any Error)?
     ) throws -> [UInt8] {
         let lostBefore = counter.snapshot.removed
-        try send(bytes, timeout: sendTimeout)
+        // Send without blocking in nng, so a peer lost (or an abort) while no peer takes the
+        // frame is noticed at once rather than after the whole send timeout.
+        let sendDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(sendTimeout * 1e9)
+        while true {
+            let rv = bytes.withUnsafeBytes {
+                nng_send(socket, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count, Int32(NNG_FLAG_NONBLOCK))
+            }
+            if rv == 0 { break }
+            if rv != Int32(NNG_EAGAIN.rawValue) { try check(rv, "send") }
+            if counter.snapshot.removed != lostBefore {
+                throw TransportError(kind: .peerLost, url: url, detail: "peer disconnected before the frame was sent")
+            }
+            if let error = abort() { throw error }
+            if DispatchTime.now().uptimeNanoseconds > sendDeadline {
+                throw TransportError(kind: .unreachable, url: url, detail: "no peer connected within \(sendTimeout) s")
+            }
+            usleep(1000)
+        }
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         while true {
             if counter.snapshot.removed != lostBefore {
