@@ -46,6 +46,10 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     public var latency_p50 = 0.0
     public var latency_p90 = 0.0
     public var latency_p99 = 0.0
+    /// Time to the first committed block of text (streaming HTTP targets; nil otherwise).
+    public var first_block_p50: Double?
+    public var first_block_p90: Double?
+    public var first_block_p99: Double?
     public var mean_nfe = 0.0
     public var mean_tpf = 0.0
     /// Share of checked answers that were correct; nil when no prompt could be checked.
@@ -53,10 +57,21 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     public var latencies: [Double] = []
 }
 
+/// What one sent request brought back.
+public struct LoadTestReply: Sendable {
+    public var reply: GenerationReply
+    /// Seconds from sending to the first committed block of text (streaming targets only).
+    public var firstBlockSeconds: Double?
+    public init(_ reply: GenerationReply, firstBlockSeconds: Double? = nil) {
+        self.reply = reply
+        self.firstBlockSeconds = firstBlockSeconds
+    }
+}
+
 /// Sends requests the way the plan says, each through `send` on a thread of its own (sends
 /// block), and summarises the replies.
 public enum LoadTest {
-    public typealias Send = @Sendable (GenerationRequest) throws -> GenerationReply
+    public typealias Send = @Sendable (GenerationRequest) throws -> LoadTestReply
 
     public static func run(
         plan: LoadTestPlan, prompts: [LoadTestPrompt], template: GenerationRequest, send: @escaping Send,
@@ -74,10 +89,10 @@ public enum LoadTest {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let outcome: Outcome
             do {
-                let reply = try send(request)
+                let answer = try send(request)
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                let correct = prompt.example.map { TaskSuite.isCorrect($0, output: reply.text) }
-                outcome = .ok(seconds: seconds, reply: reply, correct: correct)
+                let correct = prompt.example.map { TaskSuite.isCorrect($0, output: answer.reply.text) }
+                outcome = .ok(seconds: seconds, reply: answer.reply, correct: correct, firstBlock: answer.firstBlockSeconds)
             } catch let refusal as CoordinatorRefusal {
                 outcome = .failed(kind: refusal.kind)
             } catch let error as TransportError {
@@ -132,7 +147,7 @@ public enum LoadTest {
     }
 
     enum Outcome {
-        case ok(seconds: Double, reply: GenerationReply, correct: Bool?)
+        case ok(seconds: Double, reply: GenerationReply, correct: Bool?, firstBlock: Double?)
         case failed(kind: String)
     }
 
@@ -164,11 +179,13 @@ public enum LoadTest {
             var tpf = 0.0
             var checked = 0
             var correct = 0
+            var firstBlocks: [Double] = []
             for outcome in outcomes {
                 switch outcome {
-                case .ok(let s, let reply, let isCorrect):
+                case .ok(let s, let reply, let isCorrect, let firstBlock):
                     r.ok += 1
                     r.latencies.append(s)
+                    if let firstBlock { firstBlocks.append(firstBlock) }
                     tokens += reply.useful_tokens
                     nfe += reply.nfe
                     tpf += reply.tpf
@@ -186,6 +203,11 @@ public enum LoadTest {
             r.latency_p50 = LoadTest.percentile(r.latencies, 50)
             r.latency_p90 = LoadTest.percentile(r.latencies, 90)
             r.latency_p99 = LoadTest.percentile(r.latencies, 99)
+            if !firstBlocks.isEmpty {
+                r.first_block_p50 = LoadTest.percentile(firstBlocks, 50)
+                r.first_block_p90 = LoadTest.percentile(firstBlocks, 90)
+                r.first_block_p99 = LoadTest.percentile(firstBlocks, 99)
+            }
             r.mean_nfe = r.ok > 0 ? Double(nfe) / Double(r.ok) : 0
             r.mean_tpf = r.ok > 0 ? tpf / Double(r.ok) : 0
             r.accuracy = checked > 0 ? Double(correct) / Double(checked) : nil

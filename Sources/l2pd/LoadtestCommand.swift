@@ -3,13 +3,17 @@ import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
 import L2PDTasks
+import L2PDTransport
 
 struct LoadtestCommand: Command {
     static let path = ["loadtest"]
     static let summary = "Send many generation requests to a coordinator; print throughput, latency and accuracy."
     static let options: [OptionSpec] =
         [
-            .option("target", "URL", "Coordinator URL (as in its cluster file's \"listen\").", default: "tcp://127.0.0.1:7700"),
+            .option(
+                "target", "URL",
+                "Coordinator: its nng URL (cluster file's \"listen\") or its HTTP API (http://HOST:PORT, streamed, times the first block).",
+                default: "tcp://127.0.0.1:7700"),
             .option("requests", "N", "Requests to send.", default: "32"),
             .option("concurrency", "C", "Clients sending back to back (ignored with --rate).", default: "1"),
             .option("rate", "R", "Poisson arrivals at R requests per second instead of fixed concurrency."),
@@ -60,13 +64,15 @@ struct LoadtestCommand: Command {
         let url = o.string("target")!
         let timeout = try o.double("request-timeout")!
         printError("loadtest: \(plan.requests) requests to \(url), \(describe(plan.arrivals))")
+        let send: LoadTest.Send
+        if url.hasPrefix("http://") {
+            let target = try HTTPClient.parse(url)
+            send = { request in try HTTPCompletionClient.generate(request, target: target, timeout: timeout) }
+        } else {
+            send = { request in LoadTestReply(try CoordinatorClient.generate(request, url: url, timeout: timeout)) }
+        }
         return try await Blocking.run {
-            LoadTest.run(
-                plan: plan, prompts: prompts, template: template,
-                send: { request in
-                    try CoordinatorClient.generate(request, url: url, timeout: timeout)
-                }
-            ) { done, total in
+            LoadTest.run(plan: plan, prompts: prompts, template: template, send: send) { done, total in
                 if done == total || done % max(1, total / 10) == 0 { printError("loadtest: \(done)/\(total) done") }
             }
         }
@@ -157,6 +163,9 @@ struct LoadtestCommand: Command {
             "latency         p50 \(f(r.latency_p50)) s   p90 \(f(r.latency_p90)) s   p99 \(f(r.latency_p99)) s",
             "per request     NFE \(f(r.mean_nfe, 1))   TPF \(f(r.mean_tpf))",
         ]
+        if let p50 = r.first_block_p50, let p90 = r.first_block_p90, let p99 = r.first_block_p99 {
+            lines.insert("first block     p50 \(f(p50)) s   p90 \(f(p90)) s   p99 \(f(p99)) s", at: 4)
+        }
         if let accuracy = r.accuracy { lines.append("accuracy        \(f(accuracy, 3))") }
         return lines.joined(separator: "\n")
     }

@@ -320,7 +320,7 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         defer { http.stop() }
         let chat =
             #"{"messages": [{"role": "user", "content": "\#(prompts[2])"}], "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
-        let (status, body) = try await offPool { try HTTPClient.request(port: port, "POST", "/v1/chat/completions", body: chat) }
+        let (status, body) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/chat/completions", body: chat) }
         #expect(status == 200, "\(body)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
         let choice = try #require((object["choices"] as? [[String: Any]])?.first)
@@ -333,14 +333,14 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
             #"{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}"#,
         ] {
             let path = bad.contains("prompt") ? "/v1/completions" : "/v1/chat/completions"
-            let (code, text) = try await offPool { try HTTPClient.request(port: port, "POST", path, body: bad) }
+            let (code, text) = try await offPool { try RawHTTP.request(port: port, "POST", path, body: bad) }
             #expect(code == 400, "\(bad) -> \(text)")
             #expect(text.contains("invalid_request_error"))
         }
         // Streaming: server-sent events whose deltas add up to the same answer, then [DONE].
         let streamed =
             #"{"prompt": "\#(ChatFormat.llaDAInstruct(user: prompts[3]).replacingOccurrences(of: "\n", with: "\\n"))", "stream": true, "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
-        let (streamStatus, events) = try await offPool { try HTTPClient.request(port: port, "POST", "/v1/completions", body: streamed) }
+        let (streamStatus, events) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: streamed) }
         #expect(streamStatus == 200)
         let payloads = events.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
         #expect(payloads.last == "[DONE]", "\(events)")
@@ -356,15 +356,32 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(finishReasons == ["stop"])
         #expect(payloads.count >= 3, "at least one text chunk, the finish chunk and [DONE]")
 
-        let (healthStatus, health) = try await offPool { try HTTPClient.request(port: port, "GET", "/health") }
+        // The load-test client over HTTP: the same answer, and a first block before the end.
+        let target = try HTTPClient.parse("http://127.0.0.1:\(port)")
+        let viaHTTP = try await offPool { try HTTPCompletionClient.generate(requests[4], target: target, timeout: 60) }
+        #expect(viaHTTP.reply.text == replies[4]?.text)
+        #expect(viaHTTP.reply.nfe == replies[4]?.nfe)
+        let firstBlock = try #require(viaHTTP.firstBlockSeconds)
+        #expect(firstBlock > 0)
+        let loadPrompts = TaskSuite.examples(split: .eval, count: 4, seed: 8).map { LoadTestPrompt(prompt: $0.prompt, example: $0) }
+        let loadTemplate = template
+        let load = try await offPool {
+            LoadTest.run(plan: LoadTestPlan(requests: 4, arrivals: .concurrency(2)), prompts: loadPrompts, template: loadTemplate) {
+                try HTTPCompletionClient.generate($0, target: target, timeout: 60)
+            }
+        }
+        #expect(load.ok == 4 && load.failed == 0)
+        #expect(load.first_block_p50 != nil && load.first_block_p99! <= load.latency_p99)
+
+        let (healthStatus, health) = try await offPool { try RawHTTP.request(port: port, "GET", "/health") }
         #expect(healthStatus == 200 && health.contains("\"ok\""))
-        let (_, models) = try await offPool { try HTTPClient.request(port: port, "GET", "/v1/models") }
+        let (_, models) = try await offPool { try RawHTTP.request(port: port, "GET", "/v1/models") }
         #expect(models.contains("\"default\""))
-        let (_, metrics) = try await offPool { try HTTPClient.request(port: port, "GET", "/metrics") }
+        let (_, metrics) = try await offPool { try RawHTTP.request(port: port, "GET", "/metrics") }
         let served = await coordinator.statistics.served
         #expect(metrics.contains("l2pd_requests_total{outcome=\"ok\"} \(Double(served))"))
         #expect(metrics.contains("l2pd_stage_busy_seconds_total{stage=\"2\"}"))
-        let (missing, _) = try await offPool { try HTTPClient.request(port: port, "GET", "/nowhere") }
+        let (missing, _) = try await offPool { try RawHTTP.request(port: port, "GET", "/nowhere") }
         #expect(missing == 404)
     }
 
@@ -406,7 +423,7 @@ enum ModelFixture {
 }
 
 /// A minimal HTTP/1.1 client over a POSIX socket (the tests need no networking library).
-enum HTTPClient {
+enum RawHTTP {
     static func request(port: Int, _ method: String, _ path: String, body: String = "") throws -> (Int, String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterError("socket failed") }

@@ -53,7 +53,8 @@ import Testing
             statistics.usefulTokens = 10
             statistics.seconds = 0.01
             let text = i % 2 == 0 ? examples[i].answer : "wrong"
-            return GenerationReply(TextGenerator.Output(text: text, tokens: [1, 2, 3], canvas: [], statistics: statistics))
+            let reply = GenerationReply(TextGenerator.Output(text: text, tokens: [1, 2, 3], canvas: [], statistics: statistics))
+            return LoadTestReply(reply, firstBlockSeconds: Double(i) / 100)
         }
         #expect(report.requests == 12)
         #expect(report.ok == 8 && report.failed == 4)
@@ -62,6 +63,8 @@ import Testing
         #expect(report.mean_nfe == 4)
         #expect(report.accuracy == 4.0 / 8.0)  // prompts 0, 4, 6, 10 of the eight answered
         #expect(abs(report.tokens_per_s * report.seconds - 80) < 1e-6)
+        // First blocks at i/100 s for the eight answered prompts 0, 1, 3, 4, 6, 7, 9, 10.
+        #expect(report.first_block_p50 == 0.04 && report.first_block_p99 == 0.10)
     }
 
     /// Text is released only when a block is committed from the answer's start, and all of it

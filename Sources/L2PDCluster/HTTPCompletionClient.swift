@@ -1,0 +1,55 @@
+import Foundation
+import L2PDEngine
+import L2PDTransport
+
+/// Sends a generation request to the coordinator's HTTP API as a streaming chat completion
+/// (or a plain completion when the request is raw) and times the first committed block.
+public enum HTTPCompletionClient {
+    public static func generate(_ request: GenerationRequest, target: HTTPClient.Target, timeout: Double) throws -> LoadTestReply {
+        var body: [String: Any] = ["stream": true]
+        let raw = request.raw ?? false
+        if raw { body["prompt"] = request.prompt } else { body["messages"] = [["role": "user", "content": request.prompt]] }
+        let fields: [(String, Any?)] = [
+            ("policy", request.policy), ("gen_length", request.gen_length), ("block_length", request.block_length),
+            ("steps", request.steps), ("cache", request.cache), ("eotp", request.eotp), ("threshold", request.threshold),
+            ("factor", request.factor), ("tau", request.tau), ("temperature", request.temperature), ("seed", request.seed),
+        ]
+        for (key, value) in fields { if let value { body[key] = value } }
+        let bytes = Array(try JSONSerialization.data(withJSONObject: body))
+        let start = DispatchTime.now().uptimeNanoseconds
+        var text = ""
+        var firstBlock: Double? = nil
+        var statistics: [String: Any] = [:]
+        var streamError: (type: String, message: String)? = nil
+        let (status, rest) = try HTTPClient.post(
+            target, path: raw ? "/v1/completions" : "/v1/chat/completions", body: bytes, timeout: timeout
+        ) { event in
+            guard event != "[DONE]", let object = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any] else {
+                return
+            }
+            if let error = object["error"] as? [String: Any] {
+                streamError = (error["type"] as? String ?? "server_error", error["message"] as? String ?? "")
+                return
+            }
+            let choice = (object["choices"] as? [[String: Any]])?.first
+            let delta = (choice?["delta"] as? [String: Any])?["content"] as? String ?? choice?["text"] as? String ?? ""
+            if !delta.isEmpty && firstBlock == nil { firstBlock = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            text += delta
+            if let stats = object["l2pd"] as? [String: Any] { statistics = stats }
+        }
+        if status != 200 || streamError != nil {
+            let error = (try? JSONSerialization.jsonObject(with: Data(rest.utf8)) as? [String: Any])?["error"] as? [String: Any]
+            let type = streamError?.type ?? error?["type"] as? String ?? "server_error"
+            let message = streamError?.message ?? error?["message"] as? String ?? "HTTP \(status)"
+            let kind = type == "busy" ? "busy" : type == "invalid_request_error" ? "bad_request" : "failed"
+            throw CoordinatorRefusal(kind: kind, message: "coordinator: \(message)")
+        }
+        let reply: [String: Any] = [
+            "text": text, "tokens": [Int](), "nfe": statistics["nfe"] ?? 0, "positions": statistics["positions"] ?? 0,
+            "useful_tokens": statistics["useful_tokens"] ?? 0, "tpf": statistics["tpf"] ?? 0.0, "tps": statistics["tps"] ?? 0.0,
+            "seconds": statistics["seconds"] ?? 0.0,
+        ]
+        let decoded = try JSONDecoder().decode(GenerationReply.self, from: try JSONSerialization.data(withJSONObject: reply))
+        return LoadTestReply(decoded, firstBlockSeconds: firstBlock)
+    }
+}
