@@ -74,10 +74,27 @@ public struct HTTPAPI: Sendable {
                 tokenizer: coordinator.tokenizer, maskID: config.maskTokenID, endOfTextID: config.eosTokenID,
                 blockLength: parsed.request.block_length ?? GenerationOptions().blockLength))
         do {
-            let reply = try await coordinator.generate(parsed.request) { step in
-                if let delta = commits.update(step), !delta.isEmpty {
-                    stream.write(event(chunk(delta, finish: nil)))
+            // The decode runs beside a watcher: a client that goes away cancels it, which
+            // frees the request's caches on every worker.
+            let request = parsed.request
+            let reply = try await withThrowingTaskGroup(of: GenerationReply?.self) { group in
+                group.addTask {
+                    try await coordinator.generate(request) { step in
+                        if let delta = commits.update(step), !delta.isEmpty {
+                            stream.write(event(chunk(delta, finish: nil)))
+                        }
+                    }
                 }
+                group.addTask {
+                    while !stream.clientGone { try await Task.sleep(for: .milliseconds(50)) }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    guard let reply = next else { throw ClientGone() }
+                    return reply
+                }
+                throw ClientGone()
             }
             if let rest = commits.remainder(of: reply.text), !rest.isEmpty { stream.write(event(chunk(rest, finish: nil))) }
             stream.write(event(chunk(nil, finish: "stop", extra: ["l2pd": Self.statistics(reply)])))
@@ -246,6 +263,11 @@ public struct HTTPAPI: Sendable {
     static func error(_ status: UInt16, type: String, _ message: String) -> HTTPResponse {
         json(["error": ["message": message, "type": type]], status: status)
     }
+}
+
+/// A streaming client closed its connection before the answer was complete.
+struct ClientGone: Error, CustomStringConvertible {
+    var description: String { "the client closed the connection" }
 }
 
 /// The commit stream of one streaming request, updated from the decoder's steps.

@@ -188,6 +188,7 @@ public struct Decoder: Sendable {
             let schedule = Decoder.schedule(masked: block.filter { canvas[$0] == mask }.count, steps: stepsPerBlock)
             var stepInBlock = 0
             while block.contains(where: { canvas[$0] == mask }) {
+                try Task.checkCancellation()  // a cancelled request stops here and frees its caches
                 // Which positions this pass computes, and under which cache directive.
                 let directive: CacheDirective
                 let computed: Range<Int>

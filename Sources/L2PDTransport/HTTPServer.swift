@@ -144,9 +144,10 @@ public final class HTTPExchange: @unchecked Sendable {
 /// The body of a taken-over HTTP connection, written in order on a queue of its own (writes
 /// block until the client has the bytes). A write after the client went away is dropped.
 public final class HTTPStream: @unchecked Sendable {
-    // @unchecked: `connection` and `broken` are only used on `queue`.
+    // @unchecked: `connection` is only used on `queue`; `broken` is guarded by `lock`.
     private let connection: OpaquePointer
     private let queue = DispatchQueue(label: "l2pd.http.stream")
+    private let lock = NSLock()
     private var broken = false
     private let closed = ClosedFlag()
 
@@ -154,10 +155,10 @@ public final class HTTPStream: @unchecked Sendable {
 
     public func write(_ bytes: [UInt8]) {
         queue.async { [self] in
-            guard !broken, !bytes.isEmpty else { return }
+            guard !clientGone, !bytes.isEmpty else { return }
             var aio: OpaquePointer? = nil
             guard nng_aio_alloc(&aio, nil, nil) == 0, let aio else {
-                broken = true
+                markBroken()
                 return
             }
             defer { nng_aio_free(aio) }
@@ -169,12 +170,14 @@ public final class HTTPStream: @unchecked Sendable {
                 nng_http_conn_write_all(connection, aio)
                 nng_aio_wait(aio)
             }
-            if nng_aio_result(aio) != 0 { broken = true }
+            if nng_aio_result(aio) != 0 { markBroken() }
         }
     }
 
-    /// Whether a write has failed (the client went away); answered after earlier writes ran.
-    public var clientGone: Bool { queue.sync { broken } }
+    /// Whether a write has failed: the client went away (or stopped reading for 30 s).
+    public var clientGone: Bool { lock.withLock { broken } }
+
+    private func markBroken() { lock.withLock { broken = true } }
 
     /// Ends the body and closes the connection (after every write before it).
     public func close() {

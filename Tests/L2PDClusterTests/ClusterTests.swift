@@ -373,6 +373,19 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(load.ok == 4 && load.failed == 0)
         #expect(load.first_block_p50 != nil && load.first_block_p99! <= load.latency_p99)
 
+        // A streaming client that hangs up after the first block cancels its decode: the
+        // request ends as failed long before its 1024 one-token steps could have finished.
+        let before = await coordinator.statistics
+        let long = #"{"messages": [{"role": "user", "content": "Count from 1 to 90."}], "stream": true, "gen_length": 1024}"#
+        try await offPool { try RawHTTP.hangUpAfterFirstEvent(port: port, "/v1/chat/completions", body: long) }
+        var afterHangUp = await coordinator.statistics
+        for _ in 0..<300 where afterHangUp.failed == before.failed {
+            try await Task.sleep(for: .milliseconds(100))
+            afterHangUp = await coordinator.statistics
+        }
+        #expect(afterHangUp.failed == before.failed + 1, "the abandoned request should have been cancelled")
+        #expect(afterHangUp.running == 0)
+
         let (healthStatus, health) = try await offPool { try RawHTTP.request(port: port, "GET", "/health") }
         #expect(healthStatus == 200 && health.contains("\"ok\""))
         let (_, models) = try await offPool { try RawHTTP.request(port: port, "GET", "/v1/models") }
@@ -424,6 +437,42 @@ enum ModelFixture {
 
 /// A minimal HTTP/1.1 client over a POSIX socket (the tests need no networking library).
 enum RawHTTP {
+    /// Sends a POST, waits for the first server-sent event, then closes the connection.
+    static func hangUpAfterFirstEvent(port: Int, _ path: String, body: String) throws {
+        let fd = try connected(port: port)
+        defer { close(fd) }
+        let payload = Array(body.utf8)
+        let head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(payload.count)\r\nConnection: close\r\n\r\n"
+        let bytes = Array(head.utf8) + payload
+        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { throw ClusterError("send failed") }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: received, as: UTF8.self).contains("data: ") {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ClusterError("the stream ended before its first event") }
+            received += buffer[0..<n]
+        }
+    }
+
+    static func connected(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("socket failed") }
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else {
+            close(fd)
+            throw ClusterError("connect to port \(port) failed")
+        }
+        return fd
+    }
+
     static func request(port: Int, _ method: String, _ path: String, body: String = "") throws -> (Int, String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterError("socket failed") }
