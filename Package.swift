@@ -44,14 +44,17 @@ let package = Package(
             dependencies: [
                 "L2PDEngine", "L2PDDecoding", "L2PDProtocol", "L2PDTransport", "L2PDModel", "L2PDFilter", "L2PDTokenizer", "L2PDTasks",
             ]),
-        // The command-line tool: parsing and printing only.
+        // Command-line parsing: option declarations, the parser, the shared decoding flags.
+        .target(name: "L2PDCommandLine", dependencies: ["L2PDDecoding"]),
+        // The command-line tool: commands that wire the libraries together and print.
         .executableTarget(
             name: "l2pd",
             dependencies: [
                 "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDKernels", "L2PDFilter",
-                "L2PDDefaultModel", "L2PDCluster", "L2PDTransport",
+                "L2PDDefaultModel", "L2PDCluster", "L2PDTransport", "L2PDCommandLine",
             ]
         ),
+        .testTarget(name: "L2PDCommandLineTests", dependencies: ["L2PDCommandLine", "L2PDDecoding"]),
         .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
         .testTarget(
             name: "L2PDModelTests",

@@ -20,7 +20,7 @@ public struct ClusterDescription: Sendable, Equatable {
 
     public static func load(_ url: URL) throws -> ClusterDescription {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ClusterError("\(url.path): cannot read cluster file") }
+        do { data = try Data(contentsOf: url) } catch { throw ClusterError("\(url.path): cannot read cluster file", class: .invalidRequest) }
         struct File: Decodable {
             var model: String?
             var listen: String?
@@ -28,15 +28,15 @@ public struct ClusterDescription: Sendable, Equatable {
         }
         let file: File
         do { file = try JSONDecoder().decode(File.self, from: data) } catch {
-            throw ClusterError("\(url.path): not a cluster description (\(error))")
+            throw ClusterError("\(url.path): not a cluster description (\(error))", class: .invalidRequest)
         }
-        guard !file.workers.isEmpty else { throw ClusterError("\(url.path): 'workers' is empty") }
+        guard !file.workers.isEmpty else { throw ClusterError("\(url.path): 'workers' is empty", class: .invalidRequest) }
         let withLayers = file.workers.filter { $0.layers != nil }.count
         guard withLayers == 0 || withLayers == file.workers.count else {
-            throw ClusterError("\(url.path): give 'layers' for every worker or for none")
+            throw ClusterError("\(url.path): give 'layers' for every worker or for none", class: .invalidRequest)
         }
         for w in file.workers where w.layers != nil && w.layers!.count != 2 {
-            throw ClusterError("\(url.path): worker \(w.url): 'layers' must be [first, end]")
+            throw ClusterError("\(url.path): worker \(w.url): 'layers' must be [first, end]", class: .invalidRequest)
         }
         return ClusterDescription(model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers)
     }
@@ -45,15 +45,15 @@ public struct ClusterDescription: Sendable, Equatable {
     public func endpoints(layers: Int) throws -> [WorkerEndpoint] {
         let ranges: [Range<Int>]
         if workers.allSatisfy({ $0.layers == nil }) {
-            guard workers.count <= layers else { throw ClusterError("\(workers.count) workers for a model of \(layers) layers") }
+            guard workers.count <= layers else { throw ClusterError("\(workers.count) workers for a model of \(layers) layers", class: .invalidRequest) }
             ranges = LayerPlan.even(layers: layers, stages: workers.count)
         } else {
             ranges = try workers.map {
-                guard let l = $0.layers, l[0] >= 0, l[0] < l[1] else { throw ClusterError("worker \($0.url): bad layer range") }
+                guard let l = $0.layers, l[0] >= 0, l[0] < l[1] else { throw ClusterError("worker \($0.url): bad layer range", class: .invalidRequest) }
                 return l[0]..<l[1]
             }
         }
-        do { try LayerPlan.validate(ranges, layers: layers) } catch { throw ClusterError("layer ranges: \(error)") }
+        do { try LayerPlan.validate(ranges, layers: layers) } catch { throw ClusterError("layer ranges: \(error)", class: .invalidRequest) }
         return zip(workers, ranges).map { WorkerEndpoint(url: $0.url, layers: $1) }
     }
 }

@@ -80,12 +80,13 @@ public actor Coordinator {
     private let generator: TextGenerator
     private let filter: FilterNetwork?
     private let gate: AdmissionGate
+    public nonisolated let requestLimits: RequestLimits
     private var nextSequenceID: UInt64 = 1
     private var counters = CoordinatorCounters()
 
     public init(
         modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
-        limits: AdmissionLimits = AdmissionLimits()
+        limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits()
     ) throws {
         let config = try ModelConfig.load(from: modelDirectory.appendingPathComponent("config.json"))
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
@@ -96,6 +97,7 @@ public actor Coordinator {
         generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
         self.filter = filter
         self.limits = limits
+        self.requestLimits = requestLimits
         gate = AdmissionGate(limits: limits)
     }
 
@@ -114,45 +116,66 @@ public actor Coordinator {
         }
     }
 
-    /// Tokens of the request's prompt as the model sees it (0 when it cannot be encoded).
     public nonisolated var tokenizer: Tokenizer { generator.tokenizer }
 
-    public func promptTokenCount(_ request: GenerationRequest) -> Int {
-        (try? generator.promptTokens(request.prompt, raw: request.raw ?? false).count) ?? 0
+    /// Tokens of the request's prompt as the model sees it (0 when it cannot be encoded).
+    public nonisolated func promptTokenCount(_ request: GenerationRequest) -> Int {
+        guard (try? requestLimits.check(prompt: request.prompt)) != nil else { return 0 }
+        return (try? generator.promptTokens(request.prompt, raw: request.raw ?? false).count) ?? 0
     }
 
-    /// `onStep` sees every decoding step (for streaming); it must not block.
+    /// Decodes one request. Every field is validated and the prompt tokenized (off Swift's
+    /// cooperative pool, its size bounded first) before the request takes a decoding slot, so a
+    /// bad or large request never delays the others. `onStep` sees every decoding step (for
+    /// streaming); it must not block.
     public func generate(
         _ request: GenerationRequest, onStep: (@Sendable (StepEvent) -> Void)? = nil
     ) async throws -> GenerationReply {
-        let options = try request.options(filter: filter)
-        try await gate.admit()
-        let id = nextSequenceID
-        nextSequenceID += 1
         do {
-            let reply = GenerationReply(
-                try await generator.generate(
-                    request.prompt, raw: request.raw ?? false, options: options, sequenceID: id, onStep: onStep))
-            await gate.leave()
-            counters.served += 1
-            counters.forwardPasses += reply.nfe
-            counters.usefulTokens += reply.useful_tokens
-            return reply
+            let options = try request.validated(
+                limits: requestLimits, maxSequenceLength: pipeline.config.maxSequenceLength, filter: filter)
+            let generator = self.generator
+            let prompt = try await OffPool.run { try generator.promptTokens(request.prompt, raw: request.raw ?? false) }
+            try generator.decoder.validate(promptLength: prompt.count, options: options)
+            try await gate.admit()
+            let id = nextSequenceID
+            nextSequenceID += 1
+            do {
+                let reply = GenerationReply(
+                    try await generator.generate(promptTokens: prompt, options: options, sequenceID: id, onStep: onStep))
+                await gate.leave()
+                counters.served += 1
+                counters.forwardPasses += reply.nfe
+                counters.usefulTokens += reply.useful_tokens
+                return reply
+            } catch {
+                await gate.leave()
+                throw error
+            }
         } catch {
-            await gate.leave()
-            counters.failed += 1
+            if !(error is CoordinatorBusy) { counters.failed += 1 }
             throw error
         }
     }
 
     /// Serves JSON requests on `server` until it closes, answering up to `limits.concurrent +
-    /// limits.queued` clients at once plus a few more that hear "busy" straight away.
+    /// limits.queued` clients at once plus a few more that hear "busy" straight away. A request
+    /// is decoded on the socket's own thread; one that does not decode is answered at once.
     public nonisolated func serve(on server: ReplyServer) throws {
         try server.serve(contexts: limits.concurrent + limits.queued + 4) { bytes in
+            let request: GenerationRequest
+            switch Self.decode(bytes, limits: self.requestLimits) {
+            case .failure(let error): return Self.errorReply(error)
+            case .success(let decoded): request = decoded
+            }
             let reply = ResultBox()
             let done = DispatchSemaphore(value: 0)
             Task {
-                reply.value = await self.answer(bytes)
+                do {
+                    reply.value = Array(try JSONEncoder().encode(try await self.generate(request)))
+                } catch {
+                    reply.value = Self.errorReply(error)
+                }
                 done.signal()
             }
             done.wait()
@@ -160,32 +183,37 @@ public actor Coordinator {
         }
     }
 
-    /// The JSON reply to one JSON request: a `GenerationReply`, or `{"error": "...", "kind": "..."}`.
+    /// The JSON reply to one JSON request: a `GenerationReply`, or `{"error": "...", "kind": "..."}`
+    /// with `kind` an `ErrorClass` raw value.
     public func answer(_ bytes: [UInt8]) async -> [UInt8] {
-        do {
-            let request = try JSONDecoder().decode(GenerationRequest.self, from: Data(bytes))
-            return Array(try JSONEncoder().encode(try await generate(request)))
-        } catch let error as DecodingError {
-            return Self.error("malformed request: \(error)", kind: "bad_request")
-        } catch let error as CoordinatorBusy {
-            return Self.error(error.description, kind: "busy")
-        } catch let error as RequestError {
-            return Self.error(error.description, kind: "bad_request")
-        } catch let error as GenerationError {
-            return Self.error(error.description, kind: "bad_request")
-        } catch {
-            return Self.error(String(describing: error), kind: "failed")
+        switch Self.decode(bytes, limits: requestLimits) {
+        case .failure(let error): return Self.errorReply(error)
+        case .success(let request):
+            do { return Array(try JSONEncoder().encode(try await generate(request))) } catch { return Self.errorReply(error) }
         }
     }
 
-    static func error(_ text: String, kind: String) -> [UInt8] {
-        Array((try? JSONEncoder().encode(["error": text, "kind": kind])) ?? Data(#"{"error":"unknown","kind":"failed"}"#.utf8))
+    /// A request as sent over nng: size checked before it is parsed, types strict.
+    static func decode(_ bytes: [UInt8], limits: RequestLimits) -> Result<GenerationRequest, RequestError> {
+        guard bytes.count <= limits.maxBodyBytes else {
+            return .failure(RequestError("the request has \(bytes.count) bytes; this server accepts at most \(limits.maxBodyBytes)"))
+        }
+        do { return .success(try JSONDecoder().decode(GenerationRequest.self, from: Data(bytes))) } catch {
+            return .failure(RequestError(decoding: error))
+        }
+    }
+
+    static func errorReply(_ error: any Error) -> [UInt8] {
+        let text = String(describing: error)
+        let body = ["error": text, "kind": ErrorClass.of(error).rawValue]
+        return Array((try? JSONEncoder().encode(body)) ?? Data(#"{"error":"unknown","kind":"server_error"}"#.utf8))
     }
 }
 
 /// A request refused because the coordinator is decoding and queueing all it may.
-public struct CoordinatorBusy: Error, CustomStringConvertible, Sendable {
+public struct CoordinatorBusy: ClassifiedError, Sendable {
     public let limits: AdmissionLimits
+    public var errorClass: ErrorClass { .busy }
     public var description: String {
         "busy: \(limits.concurrent) requests decoding and \(limits.queued) waiting; try again later"
     }
@@ -202,15 +230,32 @@ public enum CoordinatorClient {
         let bytes = try socket.request(Array(try JSONEncoder().encode(request)), timeout: timeout)
         if let reply = try? JSONDecoder().decode(GenerationReply.self, from: Data(bytes)) { return reply }
         if let error = try? JSONDecoder().decode([String: String].self, from: Data(bytes)), let text = error["error"] {
-            throw CoordinatorRefusal(kind: error["kind"] ?? "failed", message: "coordinator: \(text)")
+            throw CoordinatorRefusal(kind: error["kind"] ?? ErrorClass.internalError.rawValue, message: "coordinator: \(text)")
         }
         throw ClusterError("coordinator at \(url) sent an unreadable reply")
     }
 }
 
-/// An error reply of the coordinator: `kind` is "busy", "bad_request" or "failed".
-public struct CoordinatorRefusal: Error, CustomStringConvertible, Sendable {
+/// An error reply of the coordinator: `kind` is an `ErrorClass` raw value.
+public struct CoordinatorRefusal: ClassifiedError, Sendable {
     public let kind: String
     public let message: String
+    public init(kind: String, message: String) {
+        self.kind = kind
+        self.message = message
+    }
     public var description: String { message }
+    public var errorClass: ErrorClass { ErrorClass(rawValue: kind) ?? .internalError }
+}
+
+/// Runs blocking or CPU-heavy work (tokenizing, blocking C calls) on a Dispatch queue, off
+/// Swift's cooperative pool, and returns its result.
+public enum OffPool {
+    static let queue = DispatchQueue(label: "l2pd.off-pool", attributes: .concurrent)
+
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
 }

@@ -37,18 +37,23 @@ public struct HTTPAPI: Sendable {
         try server.route("GET", "/metrics") { _, exchange in
             Task { exchange.respond(HTTPResponse(contentType: "text/plain; version=0.0.4", body: Array(await metrics().utf8))) }
         }
-        try server.route("POST", "/v1/completions") { request, exchange in
-            Task { await serve(request.body, chat: false, exchange: exchange) }
+        // Bodies are bounded by the server before they arrive and parsed on the server's handler
+        // queue, never on Swift's cooperative pool.
+        let maxBody = coordinator.requestLimits.maxBodyBytes
+        try server.route("POST", "/v1/completions", maxBodyBytes: maxBody) { request, exchange in
+            let parsed = Result { try Self.generationRequest(request.body, chat: false) }
+            Task { await serve(parsed, chat: false, exchange: exchange) }
         }
-        try server.route("POST", "/v1/chat/completions") { request, exchange in
-            Task { await serve(request.body, chat: true, exchange: exchange) }
+        try server.route("POST", "/v1/chat/completions", maxBodyBytes: maxBody) { request, exchange in
+            let parsed = Result { try Self.generationRequest(request.body, chat: true) }
+            Task { await serve(parsed, chat: true, exchange: exchange) }
         }
     }
 
-    func serve(_ body: [UInt8], chat: Bool, exchange: HTTPExchange) async {
+    func serve(_ body: Result<(request: GenerationRequest, stream: Bool), any Error>, chat: Bool, exchange: HTTPExchange) async {
         let parsed: (request: GenerationRequest, stream: Bool)
         do {
-            parsed = try Self.generationRequest(body, chat: chat)
+            parsed = try body.get()
         } catch {
             return exchange.respond(Self.error(400, type: "invalid_request_error", String(describing: error)))
         }
@@ -72,7 +77,7 @@ public struct HTTPAPI: Sendable {
         let commits = CommitStreamBox(
             CommitStream(
                 tokenizer: coordinator.tokenizer, maskID: config.maskTokenID, endOfTextID: config.eosTokenID,
-                blockLength: parsed.request.block_length ?? GenerationOptions().blockLength))
+                blockLength: parsed.request.parameters.blockLength ?? DecodingParameters.defaultBlockLength))
         do {
             // The decode runs beside a watcher: a client that goes away cancels it, which
             // frees the request's caches on every worker.
@@ -116,7 +121,7 @@ public struct HTTPAPI: Sendable {
             let (status, type) = Self.classify(error)
             return Self.error(status, type: type, String(describing: error))
         }
-        let promptTokens = await coordinator.promptTokenCount(request)
+        let promptTokens = coordinator.promptTokenCount(request)
         let choice: [String: Any] =
             chat
             ? ["index": 0, "message": ["role": "assistant", "content": reply.text], "finish_reason": "stop"]
@@ -146,73 +151,24 @@ public struct HTTPAPI: Sendable {
 
     /// HTTP status and OpenAI error type of a failed generation.
     static func classify(_ error: any Error) -> (UInt16, String) {
-        switch error {
-        case is CoordinatorBusy: return (503, "busy")
-        case is RequestError, is GenerationError: return (400, "invalid_request_error")
-        default: return (500, "server_error")
-        }
+        let errorClass = ErrorClass.of(error)
+        return (errorClass.httpStatus, errorClass.rawValue)
     }
 
     /// Reads an OpenAI-shaped body into the coordinator's request; names what is wrong.
     static func generationRequest(_ body: [UInt8], chat: Bool) throws -> (request: GenerationRequest, stream: Bool) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-            throw RequestError("the body must be a JSON object")
-        }
-        var stream = false
-        if let value = object["stream"] {
-            guard let flag = value as? Bool else { throw RequestError("\"stream\" must be true or false") }
-            stream = flag
-        }
-        var prompt: String
-        if chat {
-            guard let messages = object["messages"] as? [[String: Any]], !messages.isEmpty else {
-                throw RequestError("\"messages\" must be a non-empty array of {\"role\", \"content\"}")
+        do {
+            if chat {
+                let parsed = try JSONDecoder().decode(ChatCompletionBody.self, from: Data(body))
+                return (try parsed.request(), parsed.stream ?? false)
             }
-            guard let last = messages.last(where: { $0["role"] as? String == "user" }), let content = last["content"] as? String else {
-                throw RequestError("\"messages\" holds no user message with string content")
-            }
-            prompt = content
-        } else {
-            guard let text = object["prompt"] as? String else { throw RequestError("\"prompt\" must be a string") }
-            prompt = text
+            let parsed = try JSONDecoder().decode(CompletionBody.self, from: Data(body))
+            return (parsed.request, parsed.stream ?? false)
+        } catch let error as RequestError {
+            throw error
+        } catch {
+            throw RequestError(decoding: error)
         }
-        var request = GenerationRequest(prompt: prompt)
-        request.raw = !chat
-        func int(_ key: String) throws -> Int? {
-            guard let value = object[key] else { return nil }
-            guard let number = value as? NSNumber, let exact = Int(exactly: number.doubleValue) else {
-                throw RequestError("\"\(key)\" must be an integer")
-            }
-            return exact
-        }
-        func float(_ key: String) throws -> Float? {
-            guard let value = object[key] else { return nil }
-            guard let number = value as? NSNumber, number.doubleValue.isFinite else { throw RequestError("\"\(key)\" must be a number") }
-            return number.floatValue
-        }
-        func string(_ key: String) throws -> String? {
-            guard let value = object[key] else { return nil }
-            guard let text = value as? String else { throw RequestError("\"\(key)\" must be a string") }
-            return text
-        }
-        request.policy = try string("policy")
-        request.gen_length = try int("gen_length") ?? int("max_tokens")
-        request.block_length = try int("block_length")
-        request.steps = try int("steps")
-        request.cache = try string("cache")
-        if let eotp = object["eotp"] {
-            guard let flag = eotp as? Bool else { throw RequestError("\"eotp\" must be true or false") }
-            request.eotp = flag
-        }
-        request.threshold = try float("threshold")
-        request.factor = try float("factor")
-        request.tau = try float("tau")
-        request.temperature = try float("temperature")
-        if let seed = try int("seed") {
-            guard seed >= 0 else { throw RequestError("\"seed\" must be at least 0") }
-            request.seed = UInt64(seed)
-        }
-        return (request, stream)
     }
 
     func health() async -> HTTPResponse {
@@ -261,7 +217,7 @@ public struct HTTPAPI: Sendable {
     }
 
     static func error(_ status: UInt16, type: String, _ message: String) -> HTTPResponse {
-        json(["error": ["message": message, "type": type]], status: status)
+        HTTPResponse.error(status, type: type, message)
     }
 }
 

@@ -6,16 +6,14 @@ import L2PDTransport
 /// (or a plain completion when the request is raw) and times the first committed block.
 public enum HTTPCompletionClient {
     public static func generate(_ request: GenerationRequest, target: HTTPClient.Target, timeout: Double) throws -> LoadTestReply {
-        var body: [String: Any] = ["stream": true]
         let raw = request.raw ?? false
-        if raw { body["prompt"] = request.prompt } else { body["messages"] = [["role": "user", "content": request.prompt]] }
-        let fields: [(String, Any?)] = [
-            ("policy", request.policy), ("gen_length", request.gen_length), ("block_length", request.block_length),
-            ("steps", request.steps), ("cache", request.cache), ("eotp", request.eotp), ("threshold", request.threshold),
-            ("factor", request.factor), ("tau", request.tau), ("temperature", request.temperature), ("seed", request.seed),
-        ]
-        for (key, value) in fields { if let value { body[key] = value } }
-        let bytes = Array(try JSONSerialization.data(withJSONObject: body))
+        let bytes =
+            raw
+            ? Array(try JSONEncoder().encode(CompletionBody(prompt: request.prompt, stream: true, parameters: request.parameters)))
+            : Array(
+                try JSONEncoder().encode(
+                    ChatCompletionBody(
+                        messages: [ChatMessage(role: "user", content: request.prompt)], stream: true, parameters: request.parameters)))
         let start = DispatchTime.now().uptimeNanoseconds
         var text = ""
         var firstBlock: Double? = nil
@@ -41,8 +39,7 @@ public enum HTTPCompletionClient {
             let error = (try? JSONSerialization.jsonObject(with: Data(rest.utf8)) as? [String: Any])?["error"] as? [String: Any]
             let type = streamError?.type ?? error?["type"] as? String ?? "server_error"
             let message = streamError?.message ?? error?["message"] as? String ?? "HTTP \(status)"
-            let kind = type == "busy" ? "busy" : type == "invalid_request_error" ? "bad_request" : "failed"
-            throw CoordinatorRefusal(kind: kind, message: "coordinator: \(message)")
+            throw CoordinatorRefusal(kind: type, message: "coordinator: \(message)")
         }
         let reply: [String: Any] = [
             "text": text, "tokens": [Int](), "nfe": statistics["nfe"] ?? 0, "positions": statistics["positions"] ?? 0,

@@ -14,10 +14,15 @@ public struct WorkerEndpoint: Sendable, Equatable, Codable {
     }
 }
 
-/// A request the cluster could not serve, naming the worker.
-public struct ClusterError: Error, CustomStringConvertible, Sendable {
+/// A request the cluster could not serve, naming the worker: `unavailable` when a worker is
+/// down, unreachable or silent; `internalError` when a worker broke the protocol.
+public struct ClusterError: ClassifiedError, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    public let errorClass: ErrorClass
+    public init(_ description: String, class errorClass: ErrorClass = .unavailable) {
+        self.description = description
+        self.errorClass = errorClass
+    }
 }
 
 /// Traffic and time of the forward passes so far.
@@ -87,20 +92,35 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
                 i, .forward(ForwardRequest(batch: batch, input: input)), step: step, counts: true, abort: watch)
             switch reply {
             case .hiddenStates(let states) where i < workers.count - 1:
+                let rows = batch.reduce(0) { $0 + $1.computed.count }
+                guard states.hidden.dModel == config.dModel, states.hidden.values.count == rows * config.dModel else {
+                    throw protocolError(i, "sent \(states.hidden.values.count) hidden values, expected \(rows) rows of \(config.dModel)")
+                }
                 input = .hidden(states.hidden)
             case .readout(let readout) where i == workers.count - 1:
+                guard readout.sequences.count == batch.count else {
+                    throw protocolError(i, "returned \(readout.sequences.count) readouts for a batch of \(batch.count)")
+                }
                 let byID = Dictionary(readout.sequences.map { ($0.sequenceID, $0.readout) }, uniquingKeysWith: { a, _ in a })
                 return try batch.map {
                     guard let r = byID[$0.sequenceID] else {
-                        throw ClusterError("worker \(workers[i].url) returned no readout for sequence \($0.sequenceID)")
+                        throw protocolError(i, "returned no readout for sequence \($0.sequenceID)")
+                    }
+                    if let problem = r.problem(answering: $0, vocabulary: config.embeddingSize) {
+                        throw protocolError(i, "sent a malformed readout for sequence \($0.sequenceID): \(problem)")
                     }
                     return r
                 }
             default:
-                throw ClusterError("worker \(workers[i].url) answered a forward with \(reply.kind)")
+                throw protocolError(i, "answered a forward with \(reply.kind)")
             }
         }
-        throw ClusterError("the cluster has no workers")
+        throw ClusterError("the cluster has no workers", class: .internalError)
+    }
+
+    /// A reply that breaks the protocol: fails this request, naming the worker.
+    private func protocolError(_ i: Int, _ what: String) -> ClusterError {
+        ClusterError("worker \(i + 1) at \(workers[i].url) \(what)", class: .internalError)
     }
 
     public func release(_ sequenceID: UInt64) async {
@@ -128,9 +148,10 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
         case .hello(let hello) where hello.modelFingerprint == fingerprint:
             lock.withLock { assignedConnection[i] = sockets[i].connectionCount }
         case .hello(let hello):
-            throw ClusterError("worker \(worker.url) holds model \(hex(hello.modelFingerprint)), expected \(hex(fingerprint))")
+            throw ClusterError(
+                "worker \(worker.url) holds model \(hex(hello.modelFingerprint)), expected \(hex(fingerprint))", class: .internalError)
         default:
-            throw ClusterError("worker \(worker.url) did not accept its layers")
+            throw ClusterError("worker \(worker.url) did not accept its layers", class: .internalError)
         }
     }
 
@@ -174,11 +195,11 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
         }
         let frame: Frame
         do { frame = try Frame.decode(reply) } catch {
-            throw ClusterError("worker \(i + 1) at \(workers[i].url) sent an undecodable frame: \(error)")
+            throw protocolError(i, "sent an undecodable frame: \(error)")
         }
         if case .error(let report) = frame.message {
-            throw ClusterError(
-                "worker \(i + 1) at \(workers[i].url) reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
+            throw protocolError(
+                i, "reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
         }
         return frame.message
     }

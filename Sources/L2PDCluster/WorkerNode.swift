@@ -17,8 +17,13 @@ public final class WorkerNode: @unchecked Sendable {
     private var stage: Stage?
     private var assigned: Range<Int>?
     private let log: @Sendable (String) -> Void
+    private let cacheLimits: CacheLimits
 
-    public init(listen url: String, modelDirectory: URL, threads: Int, log: @escaping @Sendable (String) -> Void) throws {
+    public init(
+        listen url: String, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
+        log: @escaping @Sendable (String) -> Void
+    ) throws {
+        self.cacheLimits = cacheLimits
         checkpoint = try Checkpoint(directory: modelDirectory)
         fingerprint = try ModelFingerprint.of(directory: modelDirectory)
         socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
@@ -75,7 +80,9 @@ public final class WorkerNode: @unchecked Sendable {
             }
             if assigned != assignment.layers {
                 do {
-                    stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: assignment.layers), threads: threads)
+                    let loaded = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: assignment.layers), threads: threads)
+                    loaded.cacheLimits = cacheLimits
+                    stage = loaded
                     assigned = assignment.layers
                     log("assigned layers \(assignment.layers.lowerBound)..<\(assignment.layers.upperBound)")
                 } catch {

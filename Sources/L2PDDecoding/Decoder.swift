@@ -41,11 +41,12 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case stepsNotMultipleOfBlocks(steps: Int, blocks: Int)
     case contextTooLong(prompt: Int, genLength: Int, maximum: Int)
     case tokenOutOfRange(token: Int, vocabulary: Int)
-    case invalidThreshold(Float)
     case unknownPolicy(String)
     case missingReference(policy: String)
     case missingFilter
     case filterBlockLength(filter: Int, blockLength: Int)
+    case invalidParameter(name: String, value: String, expected: String)
+    case malformedReadout(String)
 
     public var description: String {
         switch self {
@@ -59,14 +60,23 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
             return "prompt (\(prompt) tokens) plus gen length (\(gen)) exceeds the model's max_sequence_length \(maximum)"
         case .tokenOutOfRange(let token, let vocabulary):
             return "prompt token \(token) is outside the vocabulary (\(vocabulary))"
-        case .invalidThreshold(let value): return "threshold \(value) is outside (0, 1]"
         case .unknownPolicy(let name):
             return "unknown policy '\(name)' (known: \(PolicyFactory.names.joined(separator: ", ")))"
         case .missingReference(let policy): return "policy \(policy) needs a reference answer"
         case .missingFilter: return "policy learn2pd needs a filter (--filter FILE; no default filter is available)"
         case .filterBlockLength(let filter, let block):
             return "the filter was trained for block length \(filter), but block length is \(block)"
+        case .invalidParameter(let name, let value, let expected):
+            return "\(name) must be \(expected), got \(value)"
+        case .malformedReadout(let problem): return "the pipeline returned a malformed readout: \(problem)"
         }
+    }
+}
+
+extension GenerationError: ClassifiedError {
+    public var errorClass: ErrorClass {
+        if case .malformedReadout = self { return .internalError }
+        return .invalidRequest
     }
 }
 
@@ -136,7 +146,12 @@ public struct Decoder: Sendable {
         guard options.effectiveSteps > 0, options.effectiveSteps % blocks == 0 else {
             throw GenerationError.stepsNotMultipleOfBlocks(steps: options.effectiveSteps, blocks: blocks)
         }
-        guard promptLength + options.genLength <= c.maxSequenceLength else {
+        guard options.effectiveSteps <= options.genLength else {
+            throw GenerationError.invalidParameter(
+                name: "steps", value: "\(options.effectiveSteps)", expected: "between 1 and gen length \(options.genLength)")
+        }
+        // Written so that no sum can overflow, whatever the lengths.
+        guard options.genLength <= c.maxSequenceLength, promptLength <= c.maxSequenceLength - options.genLength else {
             throw GenerationError.contextTooLong(prompt: promptLength, genLength: options.genLength, maximum: c.maxSequenceLength)
         }
     }
@@ -207,7 +222,12 @@ public struct Decoder: Sendable {
                     sequenceID: sequenceID, length: length, computed: computed, cache: directive, readPositions: reads,
                     sampling: Sampling(temperature: options.temperature, seed: options.seed, step: step),
                     topK: options.policy.needsMargins ? 2 : 0)
-                let readout = try await pipeline.forward([request], tokens: Array(canvas[computed]))[0]
+                let readouts = try await pipeline.forward([request], tokens: Array(canvas[computed]))
+                guard readouts.count == 1 else { throw GenerationError.malformedReadout("\(readouts.count) readouts for 1 sequence") }
+                let readout = readouts[0]
+                if let problem = readout.problem(answering: request, vocabulary: pipeline.config.embeddingSize) {
+                    throw GenerationError.malformedReadout(problem)
+                }
                 statistics.nfe += 1
                 statistics.positions += computed.count
 

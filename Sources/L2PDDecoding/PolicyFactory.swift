@@ -20,17 +20,42 @@ public enum PolicyFactory {
         case "baseline", "low-confidence": return LowConfidencePolicy()
         case "random": return RandomPolicy()
         case "threshold":
-            guard settings.threshold > 0 && settings.threshold <= 1 else { throw GenerationError.invalidThreshold(settings.threshold) }
+            try validateThreshold(settings.threshold)
             return ThresholdPolicy(threshold: settings.threshold)
         case "factor":
-            guard settings.factor > 0 else { throw GenerationError.invalidLength(name: "factor", value: Int(settings.factor)) }
+            try validateFactor(settings.factor)
             return FactorPolicy(factor: settings.factor)
         case "learn2pd":
             guard let filter = settings.filter else { throw GenerationError.missingFilter }
-            if let tau = settings.tau, !(tau > 0 && tau < 1) { throw GenerationError.invalidThreshold(tau) }
+            if let tau = settings.tau { try validateTau(tau) }
             return Learn2PDPolicy(filter: filter, tau: settings.tau)
         case "egp": return ExtremelyGreedyPolicy()
-        default: throw GenerationError.unknownPolicy(name)
+        default: throw GenerationError.unknownPolicy(String(name.prefix(64)))
+        }
+    }
+
+    /// Checks every setting, whichever policy will read it.
+    public static func validate(_ settings: Settings) throws {
+        try validateThreshold(settings.threshold)
+        try validateFactor(settings.factor)
+        if let tau = settings.tau { try validateTau(tau) }
+    }
+
+    static func validateThreshold(_ value: Float) throws {
+        guard value.isFinite, value > 0, value <= 1 else {
+            throw GenerationError.invalidParameter(name: "threshold", value: "\(value)", expected: "in (0, 1]")
+        }
+    }
+
+    static func validateFactor(_ value: Float) throws {
+        guard value.isFinite, value > 0, value <= DecodingParameters.maxFactor else {
+            throw GenerationError.invalidParameter(name: "factor", value: "\(value)", expected: "in (0, 1e6]")
+        }
+    }
+
+    static func validateTau(_ value: Float) throws {
+        guard value.isFinite, value > 0, value < 1 else {
+            throw GenerationError.invalidParameter(name: "tau", value: "\(value)", expected: "in (0, 1)")
         }
     }
 }

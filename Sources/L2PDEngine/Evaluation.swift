@@ -3,28 +3,6 @@ import L2PDDecoding
 import L2PDModel
 import L2PDTasks
 
-/// A policy as named in an evaluation grid: `threshold`, `threshold+eotp`, ...
-public struct PolicySpec: Sendable, Hashable {
-    public var name: String
-    public var eotp: Bool
-
-    public init(name: String, eotp: Bool) {
-        self.name = name
-        self.eotp = eotp
-    }
-
-    public init(parsing text: String) {
-        if text.hasSuffix("+eotp") {
-            self.init(name: String(text.dropLast(5)), eotp: true)
-        } else {
-            self.init(name: text, eotp: false)
-        }
-    }
-
-    public var label: String { eotp ? "\(name)+eotp" : name }
-    public static let baseline = PolicySpec(name: "baseline", eotp: false)
-}
-
 /// One row of the evaluation table (JSON keys as documented for `l2pd eval --json`).
 public struct EvaluationRow: Sendable, Codable, Equatable {
     public var policy: String

@@ -1,58 +1,114 @@
+import Foundation
 import L2PDDecoding
 import L2PDFilter
 
-/// Everything a caller may ask of one generation, by name: what `l2pd generate` builds from its
-/// flags and what a coordinator client sends as JSON. `options` turns it into decoder options.
+/// One generation, whatever door it came in by: `l2pd generate` builds it from flags, the
+/// coordinator's nng socket decodes it from JSON (`{"prompt": ..., "raw": ..., "gen_length": ...}`,
+/// decoding fields flat beside the prompt), the HTTP API maps the OpenAI bodies into it.
+/// `validated` checks every field once, before any work starts.
 public struct GenerationRequest: Sendable, Codable, Equatable {
     public var prompt: String
+    /// Send the prompt as is, without the LLaDA-Instruct chat format.
     public var raw: Bool? = nil
-    public var policy: String? = nil
-    public var gen_length: Int? = nil
-    public var block_length: Int? = nil
-    public var steps: Int? = nil
-    public var cache: String? = nil
-    public var eotp: Bool? = nil
-    public var eotp_gate: Float? = nil
-    public var threshold: Float? = nil
-    public var factor: Float? = nil
-    public var tau: Float? = nil
-    public var temperature: Float? = nil
-    public var seed: UInt64? = nil
+    public var parameters = DecodingParameters()
 
-    public init(prompt: String) { self.prompt = prompt }
+    public init(prompt: String, raw: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
+        self.prompt = prompt
+        self.raw = raw
+        self.parameters = parameters
+    }
 
-    /// Decoder options; `filter` serves `learn2pd` when the request names no other.
-    public func options(filter: FilterNetwork?) throws -> GenerationOptions {
-        var o = GenerationOptions()
-        o.genLength = gen_length ?? o.genLength
-        o.blockLength = block_length ?? o.blockLength
-        o.steps = steps
-        if let cache {
-            guard let mode = CacheMode(rawValue: cache) else {
-                throw RequestError("unknown cache mode '\(cache)' (known: none, prefix, dual)")
-            }
-            o.cache = mode
+    enum CodingKeys: String, CodingKey { case prompt, raw }
+
+    public init(from decoder: any Swift.Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        prompt = try container.decode(String.self, forKey: .prompt)
+        raw = try container.decodeIfPresent(Bool.self, forKey: .raw)
+        parameters = try DecodingParameters(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(prompt, forKey: .prompt)
+        try container.encodeIfPresent(raw, forKey: .raw)
+        try parameters.encode(to: encoder)
+    }
+
+    /// Decoder options after every check that needs no tokenizer: the prompt's size in bytes,
+    /// then each decoding field. The prompt's token count is checked by the decoder.
+    public func validated(limits: RequestLimits, maxSequenceLength: Int, filter: FilterNetwork?) throws -> GenerationOptions {
+        try limits.check(prompt: prompt)
+        return try parameters.options(maxSequenceLength: maxSequenceLength, filter: filter)
+    }
+}
+
+/// Bounds on what one request may ask, enforced before any expensive work.
+public struct RequestLimits: Sendable, Equatable {
+    /// Largest prompt in UTF-8 bytes; checked before tokenizing.
+    public var maxPromptBytes: Int
+    /// Largest request body (HTTP) or message (nng) in bytes; checked before JSON decoding.
+    public var maxBodyBytes: Int
+
+    public init(maxPromptBytes: Int = 64 << 10, maxBodyBytes: Int? = nil) {
+        self.maxPromptBytes = max(1, maxPromptBytes)
+        // Room for the prompt escaped in JSON (up to 6 bytes per byte) and the other fields.
+        self.maxBodyBytes = max(1, maxBodyBytes ?? (6 * self.maxPromptBytes + (16 << 10)))
+    }
+
+    public func check(prompt: String) throws {
+        let bytes = prompt.utf8.count
+        guard bytes <= maxPromptBytes else {
+            throw RequestError("the prompt has \(bytes) bytes; this server accepts at most \(maxPromptBytes)")
         }
-        let spec = PolicySpec(parsing: policy ?? "baseline")
-        var settings = PolicyFactory.Settings()
-        settings.threshold = threshold ?? settings.threshold
-        settings.factor = factor ?? settings.factor
-        settings.tau = tau
-        settings.filter = filter
-        o.policy = try PolicyFactory.make(spec.name, settings: settings)
-        o.eotp = (eotp ?? false) || spec.eotp
-        o.eotpGate = eotp_gate
-        o.temperature = temperature ?? 0
-        guard o.temperature >= 0 && o.temperature.isFinite else { throw RequestError("temperature must be at least 0") }
-        o.seed = seed ?? 0
-        return o
+        guard prompt.contains(where: { !$0.isWhitespace }) else { throw RequestError("the prompt is empty") }
     }
 }
 
 /// A request field that makes no sense.
-public struct RequestError: Error, CustomStringConvertible, Sendable {
+public struct RequestError: ClassifiedError, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+    public var errorClass: ErrorClass { .invalidRequest }
+}
+
+extension RequestError {
+    /// A JSON body that did not decode, described in one sentence naming the field.
+    public init(decoding error: any Error) {
+        guard let error = error as? DecodingError else {
+            self.init("the body is not valid JSON")
+            return
+        }
+        func path(_ keys: [any CodingKey]) -> String {
+            let names = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return names.isEmpty ? "the body" : "\"\(names.joined(separator: "."))\""
+        }
+        switch error {
+        case .typeMismatch(let type, let context):
+            self.init("\(path(context.codingPath)) must be \(Self.describe(type))")
+        case .valueNotFound(let type, let context):
+            self.init("\(path(context.codingPath)) must be \(Self.describe(type)), not null")
+        case .keyNotFound(let key, let context):
+            self.init("\(path(context.codingPath + [key])) is required")
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty {
+                self.init("the body is not valid JSON, or holds a number too large for its field, or is nested too deeply")
+            } else {
+                self.init("\(path(context.codingPath)) is out of range or malformed")
+            }
+        @unknown default:
+            self.init("the body could not be read")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Bool.Type: "true or false"
+        case is Int.Type, is UInt64.Type: "an integer"
+        case is Float.Type, is Double.Type: "a number"
+        case is String.Type: "a string"
+        default: "of type \(type)"
+        }
+    }
 }
 
 /// What a generation returns to a client, with its statistics.

@@ -32,7 +32,15 @@ public struct TextGenerator: Sendable {
         _ text: String, raw: Bool = false, options: GenerationOptions, sequenceID: UInt64 = 1,
         onStep: (@Sendable (StepEvent) -> Void)? = nil
     ) async throws -> Output {
-        let prompt = try promptTokens(text, raw: raw)
+        try await generate(
+            promptTokens: try promptTokens(text, raw: raw), options: options, sequenceID: sequenceID, onStep: onStep)
+    }
+
+    /// Generates from prompt token ids already encoded (chat format applied or not).
+    public func generate(
+        promptTokens prompt: [Int], options: GenerationOptions, sequenceID: UInt64 = 1,
+        onStep: (@Sendable (StepEvent) -> Void)? = nil
+    ) async throws -> Output {
         var options = options
         if options.policy.needsReference && options.reference == nil {
             options.reference = try await referenceAnswer(prompt: prompt, options: options, sequenceID: sequenceID)

@@ -1,3 +1,15 @@
+/// Bounds on the K/V caches a stage keeps: beyond them the least recently used cache of a
+/// sequence not in the current pass is dropped, and that sequence gets a clear error if it
+/// asks to reuse it.
+public struct CacheLimits: Sendable, Equatable {
+    public var maxSequences: Int
+    public var maxBytes: Int
+    public init(maxSequences: Int = 64, maxBytes: Int = 4 << 30) {
+        self.maxSequences = max(1, maxSequences)
+        self.maxBytes = max(1, maxBytes)
+    }
+}
+
 /// What a stage does with its K/V cache for one sequence in one forward pass.
 public enum CacheDirective: UInt8, Sendable, Equatable, CaseIterable {
     /// Compute every position `0..<length`; keep nothing (no cache).
@@ -110,6 +122,7 @@ public enum StageError: Error, Equatable, CustomStringConvertible {
     case missingCache(sequenceID: UInt64)
     case cacheTooShort(sequenceID: UInt64, cached: Int, length: Int)
     case duplicateSequence(sequenceID: UInt64)
+    case cacheEvicted(sequenceID: UInt64, maxSequences: Int, maxBytes: Int)
 
     public var description: String {
         switch self {
@@ -131,6 +144,45 @@ public enum StageError: Error, Equatable, CustomStringConvertible {
             return "sequence \(id): K/V cache holds \(cached) positions, the step needs \(length)"
         case .duplicateSequence(let id):
             return "sequence \(id) appears twice in one batch"
+        case .cacheEvicted(let id, let sequences, let bytes):
+            return "sequence \(id): its K/V cache was dropped to stay within \(sequences) cached sequences and \(bytes >> 20) MiB (least recently used first)"
         }
+    }
+}
+
+extension Readout {
+    /// What is wrong with this readout as the answer to `request` (nil: nothing): one entry per
+    /// requested position in order, tokens inside the vocabulary, probabilities finite in
+    /// [0, 1], top-k lists of the requested size. A pipeline's reply is checked with this
+    /// before any of it is used.
+    public func problem(answering request: SequenceForward, vocabulary: Int) -> String? {
+        let n = request.readPositions.count
+        guard positions == request.readPositions else {
+            return "positions \(positions.prefix(8)) (\(positions.count)) differ from the \(n) requested"
+        }
+        guard tokens.count == n, confidences.count == n else {
+            return "\(tokens.count) tokens and \(confidences.count) confidences for \(n) positions"
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
+            return "token \(bad) is outside the vocabulary (\(vocabulary))"
+        }
+        if let bad = confidences.first(where: { !($0 >= 0 && $0 <= 1) }) { return "confidence \(bad) is not a probability" }
+        guard eosProbabilities.isEmpty || eosProbabilities.count == n else {
+            return "\(eosProbabilities.count) end-of-text probabilities for \(n) positions"
+        }
+        if let bad = eosProbabilities.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            return "end-of-text probability \(bad) is not a probability"
+        }
+        let k = request.topK
+        guard topTokens.count == n * k, topProbabilities.count == n * k else {
+            return "\(topTokens.count) top-k tokens and \(topProbabilities.count) probabilities for \(n) positions x \(k)"
+        }
+        if let bad = topTokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
+            return "top-k token \(bad) is outside the vocabulary (\(vocabulary))"
+        }
+        if let bad = topProbabilities.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            return "top-k probability \(bad) is not a probability"
+        }
+        return nil
     }
 }

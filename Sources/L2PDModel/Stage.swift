@@ -7,6 +7,8 @@ final class SequenceCache {
     let values: [FloatBuffer]
     /// Positions `0..<storedLength` hold valid K/V.
     var storedLength = 0
+    /// When a pass last used it (the stage's pass counter), for least-recently-used eviction.
+    var lastUse: UInt64 = 0
 
     init(layers: Int, capacity: Int, kvDimension: Int) {
         self.capacity = capacity
@@ -24,6 +26,11 @@ public final class Stage {
     public var config: ModelConfig { weights.config }
     private let rotary: RotaryTable
     private var caches: [UInt64: SequenceCache] = [:]
+    /// Bounds on kept K/V caches; the least recently used one beyond them is dropped.
+    public var cacheLimits = CacheLimits()
+    private var passes: UInt64 = 0
+    /// Recently evicted sequence ids (bounded), so a request that comes back hears why.
+    private var evicted: [UInt64] = []
 
     // Scratch, reused every pass.
     private let x = FloatBuffer(capacity: 1)
@@ -53,6 +60,18 @@ public final class Stage {
         rotary = RotaryTable(
             headDimension: weights.config.headDimension, theta: weights.config.ropeTheta,
             positions: weights.config.maxSequenceLength)
+    }
+
+    /// Drops least recently used caches (never one of `keeping`) until one of `bytes` more fits.
+    private func makeRoom(bytes: Int, keeping: Set<UInt64>) {
+        while !caches.isEmpty,
+            caches.count >= cacheLimits.maxSequences || cacheByteCount + bytes > cacheLimits.maxBytes,
+            let victim = caches.filter({ !keeping.contains($0.key) }).min(by: { $0.value.lastUse < $1.value.lastUse })?.key
+        {
+            caches[victim] = nil
+            evicted.append(victim)
+            if evicted.count > 4096 { evicted.removeFirst(evicted.count - 4096) }
+        }
     }
 
     /// Number of sequences with a kept K/V cache on this stage.
@@ -106,16 +125,22 @@ public final class Stage {
             hidden.withUnsafeBufferPointer { x.pointer.update(from: $0.baseAddress!, count: rows * d) }
         }
 
-        // Create or resize the caches this pass will write.
+        // Create or resize the caches this pass will write, within the cache limits.
+        passes += 1
+        let inBatch = Set(batch.map(\.sequenceID))
         for s in batch where s.cache == .refresh {
             if let existing = caches[s.sequenceID], existing.capacity >= s.length {
                 existing.storedLength = s.length
             } else {
+                caches[s.sequenceID] = nil
+                let bytes = 2 * weights.blocks.count * s.length * kvd * MemoryLayout<Float>.size
+                makeRoom(bytes: bytes, keeping: inBatch)
                 let cache = SequenceCache(layers: weights.blocks.count, capacity: s.length, kvDimension: kvd)
                 cache.storedLength = s.length
                 caches[s.sequenceID] = cache
             }
         }
+        for s in batch { caches[s.sequenceID]?.lastUse = passes }
 
         for (layer, block) in weights.blocks.enumerated() {
             runBlock(block, layer: layer, batch: batch, rows: rows)
@@ -138,7 +163,13 @@ public final class Stage {
             throw StageError.invalidRange(sequenceID: s.sequenceID, computed: s.computed, length: s.length)
         }
         if s.cache == .reuse {
-            guard let cache = caches[s.sequenceID] else { throw StageError.missingCache(sequenceID: s.sequenceID) }
+            guard let cache = caches[s.sequenceID] else {
+                if evicted.contains(s.sequenceID) {
+                    throw StageError.cacheEvicted(
+                        sequenceID: s.sequenceID, maxSequences: cacheLimits.maxSequences, maxBytes: cacheLimits.maxBytes)
+                }
+                throw StageError.missingCache(sequenceID: s.sequenceID)
+            }
             guard cache.storedLength >= s.length else {
                 throw StageError.cacheTooShort(sequenceID: s.sequenceID, cached: cache.storedLength, length: s.length)
             }

@@ -1,194 +1,518 @@
-import CNNG
 import Foundation
 
-/// One HTTP request as a handler sees it.
-public struct HTTPRequest: Sendable {
-    public var method: String
-    /// Path and query, as sent.
-    public var uri: String
-    public var body: [UInt8]
-}
+#if canImport(Glibc)
+    import Glibc
+#endif
 
-/// One complete HTTP response.
-public struct HTTPResponse: Sendable {
-    public var status: UInt16
-    public var contentType: String
-    public var body: [UInt8]
-    public init(status: UInt16 = 200, contentType: String = "application/json", body: [UInt8]) {
-        self.status = status
-        self.contentType = contentType
-        self.body = body
-    }
-}
-
-/// A small HTTP/1.1 server on libnng's HTTP server. Each route is a method and an exact path;
-/// its handler gets the request (body collected up to `maxBodyBytes`) and, from any thread,
-/// either answers once with `exchange.respond` or takes the connection over with
-/// `exchange.stream` (server-sent events): nng's I/O threads are never held while the answer
-/// is computed. Unknown paths get nng's 404, wrong methods its 405.
+/// A small HTTP/1.1 server on POSIX sockets, with its own event-loop thread (`poll`). Each
+/// route is a method and an exact path; its handler gets the request (body collected up to the
+/// route's limit) on a Dispatch queue and, from any thread, either answers once with
+/// `exchange.respond` or takes the connection over with `exchange.stream` (server-sent
+/// events). Every refusal is a JSON error: 400 for a malformed request, 404, 405 (with
+/// `Allow`), 408 when a request does not arrive in time, 413, 431, 501 for chunked bodies,
+/// 505, and 503 when the connection cap is reached. Idle keep-alive connections are closed.
 public final class HTTPServer: @unchecked Sendable {
-    // @unchecked: `server` is set once in init; nng's server is thread-safe.
+    // @unchecked: `routes` is written before `start` only; connections belong to the loop
+    // thread; `inbox` is guarded by `lock`.
     public typealias Handler = @Sendable (HTTPRequest, HTTPExchange) -> Void
 
-    public let url: String
-    private var server: OpaquePointer?
-    private var routes: [Unmanaged<Route>] = []
-    private let stopped = ClosedFlag()
-
-    final class Route: Sendable {
-        let handler: Handler
-        init(_ handler: @escaping Handler) { self.handler = handler }
+    /// Bounds on connections and on how long a client may take.
+    public struct Limits: Sendable {
+        /// Open connections at most; one beyond gets a 503 and is closed.
+        public var maxConnections = 256
+        /// Seconds a connection may stay open with no request begun.
+        public var idleSeconds = 30.0
+        /// Seconds from a request's first byte until its head and body are complete.
+        public var requestSeconds = 10.0
+        /// Bytes of request line and headers at most.
+        public var maxHeadBytes = 16 << 10
+        /// Seconds a response may wait for the client to read before the connection is dropped.
+        public var writeStallSeconds = 30.0
+        /// Bytes a streamed response may queue for a slow client before it is dropped.
+        public var maxQueuedBytes = 4 << 20
+        public init() {}
     }
 
-    /// Binds `url` (`http://HOST:PORT`); serving starts with `start`.
-    public init(url: String) throws {
+    public let url: String
+    public let limits: Limits
+    /// The TCP port bound (useful when the URL asked for port 0).
+    public private(set) var port: UInt16 = 0
+    private var listener: Int32 = -1
+    private var wakeRead: Int32 = -1
+    private var wakeWrite: Int32 = -1
+    private var routes: [String: [String: Route]] = [:]
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnectionID: UInt64 = 1
+    private let lock = NSLock()
+    private var inbox: [Outgoing] = []
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+    private let handlers = DispatchQueue(label: "l2pd.http.handlers", attributes: .concurrent)
+    private let started = ClosedFlag()
+    private let stopped = ClosedFlag()
+
+    struct Route {
+        let maxBodyBytes: Int
+        let handler: Handler
+    }
+
+    /// What another thread asks the loop to do with a connection.
+    struct Outgoing {
+        var connection: UInt64
+        var bytes: [UInt8]
+        /// After these bytes: `.idle` back to reading requests, `.more` (a stream goes on), `.close`.
+        var then: After
+        enum After { case idle, more, close }
+    }
+
+    /// Binds `url` (`http://HOST:PORT`, numeric IPv4 or `localhost`; port 0 picks one);
+    /// serving starts with `start`.
+    public init(url: String, limits: Limits = Limits()) throws {
         self.url = url
-        var parsed: UnsafeMutablePointer<nng_url>? = nil
-        try check(nng_url_parse(&parsed, url), "parse URL")
-        defer { nng_url_free(parsed) }
-        var held: OpaquePointer? = nil
-        try check(nng_http_server_hold(&held, parsed), "create server")
-        server = held
+        self.limits = limits
+        let target = try HTTPClient.parse(url)
+        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw error("socket failed") }
+        var one: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = target.port.bigEndian
+        guard inet_pton(AF_INET, target.host, &address.sin_addr) == 1 else {
+            Glibc.close(listener)
+            throw error("'\(target.host)' is not a numeric IPv4 address")
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(listener, 512) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(listener)
+            throw error("cannot listen: \(reason)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        port = UInt16(bigEndian: actual.sin_port)
+        setNonBlocking(listener)
+        var pipeEnds: [Int32] = [0, 0]
+        guard pipe(&pipeEnds) == 0 else {
+            Glibc.close(listener)
+            throw error("pipe failed")
+        }
+        wakeRead = pipeEnds[0]
+        wakeWrite = pipeEnds[1]
+        setNonBlocking(wakeRead)
+        setNonBlocking(wakeWrite)
     }
 
     deinit {
         stop()
-        routes.forEach { $0.release() }
+        if listener >= 0 { Glibc.close(listener) }
+        if wakeRead >= 0 { Glibc.close(wakeRead) }
+        if wakeWrite >= 0 { Glibc.close(wakeWrite) }
     }
 
+    /// Adds a route; call before `start`.
     public func route(_ method: String, _ path: String, maxBodyBytes: Int = 1 << 20, _ handler: @escaping Handler) throws {
-        var h: OpaquePointer? = nil
-        try check(nng_http_handler_alloc(&h, path, { aio in HTTPServer.dispatch(aio) }), "handler for \(path)")
-        let route = Unmanaged.passRetained(Route(handler))
-        routes.append(route)
-        try check(nng_http_handler_set_method(h, method), "method of \(path)")
-        try check(nng_http_handler_collect_body(h, true, maxBodyBytes), "body limit of \(path)")
-        try check(nng_http_handler_set_data(h, route.toOpaque(), nil), "data of \(path)")
-        try check(nng_http_server_add_handler(server, h), "route \(method) \(path)")
+        precondition(thread == nil, "routes are fixed once the server started")
+        routes[path, default: [:]][method] = Route(maxBodyBytes: maxBodyBytes, handler: handler)
     }
 
-    public func start() throws { try check(nng_http_server_start(server), "start") }
+    public func start() throws {
+        guard started.set() else { return }
+        let thread = Thread { [self] in
+            runLoop()
+            finished.signal()
+        }
+        thread.name = "l2pd.http"
+        self.thread = thread
+        thread.start()
+    }
 
+    /// Stops accepting, closes every connection and returns once the loop has ended.
     public func stop() {
-        guard stopped.set(), let server else { return }
-        nng_http_server_stop(server)
-        nng_http_server_release(server)
+        guard stopped.set() else { return }
+        lock.withLock { stopping = true }
+        wake()
+        if thread != nil { finished.wait() }
     }
 
-    /// Called by nng for every request that matches a route.
-    private static func dispatch(_ aio: OpaquePointer?) {
-        guard let aio,
-            let request = nng_aio_get_input(aio, 0).map({ OpaquePointer($0) }),
-            let handler = nng_aio_get_input(aio, 1).map({ OpaquePointer($0) }),
-            let connection = nng_aio_get_input(aio, 2).map({ OpaquePointer($0) }),
-            let data = nng_http_handler_get_data(handler)
-        else { return }
-        let route = Unmanaged<Route>.fromOpaque(data).takeUnretainedValue()
-        var body: UnsafeMutableRawPointer? = nil
-        var size = 0
-        nng_http_req_get_data(request, &body, &size)
-        let copy = HTTPRequest(
-            method: String(cString: nng_http_req_get_method(request)), uri: String(cString: nng_http_req_get_uri(request)),
-            body: body.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) } ?? [])
-        route.handler(copy, HTTPExchange(aio: aio, request: request, connection: connection))
+    /// Open connections now (for metrics and tests).
+    public var openConnections: Int { lock.withLock { connectionCount } }
+    private var connectionCount = 0
+
+    // MARK: - Calls from other threads
+
+    func send(_ outgoing: Outgoing) {
+        lock.withLock { inbox.append(outgoing) }
+        wake()
     }
+
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+    }
+
+    // MARK: - The loop
+
+    final class Connection {
+        let id: UInt64
+        let fd: Int32
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var written = 0
+        enum State { case reading, handling, streaming }
+        var state = State.reading
+        var closeAfterWrite = false
+        var keepAlive = true
+        var head: HTTPHead?
+        var headLength = 0
+        var continueSent = false
+        /// Reading: when the idle or request deadline passes; writing: when a stall ends it.
+        var deadline: UInt64
+        var requestStarted = false
+        let liveness: HTTPLiveness
+
+        init(id: UInt64, fd: Int32, deadline: UInt64) {
+            self.id = id
+            self.fd = fd
+            self.deadline = deadline
+            liveness = HTTPLiveness()
+        }
+
+        var pendingOutput: Int { output.count - written }
+    }
+
+    private func runLoop() {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var acceptPausedUntil: UInt64 = 0
+        while true {
+            let (stop, messages) = lock.withLock { () -> (Bool, [Outgoing]) in
+                defer { inbox.removeAll() }
+                return (stopping, inbox)
+            }
+            if stop { break }
+            for message in messages { apply(message) }
+            let now = Self.now()
+            for connection in Array(connections.values) where connection.deadline <= now { expire(connection) }
+
+            var fds: [pollfd] = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            let accepting = now >= acceptPausedUntil
+            fds.append(pollfd(fd: accepting ? listener : -1, events: Int16(POLLIN), revents: 0))
+            let open = Array(connections.values)
+            for c in open {
+                var events = Int16(POLLIN)
+                if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
+                fds.append(pollfd(fd: c.fd, events: events, revents: 0))
+            }
+            let nearest = open.map(\.deadline).min() ?? (now + 1_000_000_000)
+            let waitMs = Int32(clamping: max(0, min(1000, (Int64(nearest) - Int64(now)) / 1_000_000 + 1)))
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
+            if ready <= 0 { continue }
+            if fds[0].revents != 0 {
+                var sink = [UInt8](repeating: 0, count: 256)
+                while read(wakeRead, &sink, sink.count) > 0 {}
+            }
+            if fds[1].revents & Int16(POLLIN) != 0 {
+                if !acceptAll() { acceptPausedUntil = Self.now() + 100_000_000 }  // out of descriptors: retry shortly
+            }
+            for (index, c) in open.enumerated() {
+                let revents = fds[index + 2].revents
+                guard revents != 0, connections[c.id] != nil else { continue }
+                if revents & Int16(POLLOUT) != 0 { flush(c) }
+                guard connections[c.id] != nil else { continue }
+                if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { receive(c, buffer: &buffer) }
+            }
+        }
+        for c in Array(connections.values) { drop(c) }
+    }
+
+    /// Accepts every pending connection; false when the process is out of descriptors.
+    private func acceptAll() -> Bool {
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { return false }
+                return true  // EAGAIN and transient errors
+            }
+            setNonBlocking(fd)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            if connections.count >= limits.maxConnections {
+                // Best effort: a short JSON 503, then close.
+                let busy = HTTPResponse.error(
+                    503, type: "busy", "this server has \(limits.maxConnections) connections open; try again later"
+                ).serialized(keepAlive: false)
+                _ = busy.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                Glibc.close(fd)
+                continue
+            }
+            let id = nextConnectionID
+            nextConnectionID += 1
+            connections[id] = Connection(id: id, fd: fd, deadline: Self.now() + Self.nanoseconds(limits.idleSeconds))
+            lock.withLock { connectionCount = connections.count }
+        }
+    }
+
+    private func receive(_ c: Connection, buffer: inout [UInt8]) {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                if c.state == .reading {
+                    c.input.append(contentsOf: buffer[0..<n])
+                } else if c.input.count + n <= limits.maxHeadBytes {
+                    c.input.append(contentsOf: buffer[0..<n])  // a pipelined request, served after this one
+                }
+                continue
+            }
+            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                drop(c)  // the client went away
+                return
+            }
+            break
+        }
+        if c.state == .reading { parse(c) }
+    }
+
+    /// Serves the next complete request in the input, or refuses a malformed one.
+    private func parse(_ c: Connection) {
+        guard c.state == .reading, !c.input.isEmpty else { return }
+        if !c.requestStarted {
+            c.requestStarted = true
+            c.deadline = Self.now() + Self.nanoseconds(limits.requestSeconds)
+        }
+        if c.head == nil {
+            guard let end = Self.headEnd(c.input) else {
+                if c.input.count > limits.maxHeadBytes {
+                    refuse(c, 431, "the request head exceeds \(limits.maxHeadBytes) bytes")
+                }
+                return
+            }
+            guard end <= limits.maxHeadBytes else { return refuse(c, 431, "the request head exceeds \(limits.maxHeadBytes) bytes") }
+            let routeLimit = routes.values.flatMap(\.values).map(\.maxBodyBytes).max() ?? 0
+            do {
+                c.head = try HTTPHead.parse(c.input[0..<end], maxBody: routeLimit)
+            } catch {
+                return refuse(c, error.status, error.message)
+            }
+            c.headLength = end + 4
+        }
+        guard let head = c.head else { return }
+        guard let byMethod = routes[String(head.uri.prefix { $0 != "?" })] else {
+            return refuse(c, 404, "no route for \(head.uri.prefix(200))", keepOpen: true)
+        }
+        guard let route = byMethod[head.method] else {
+            let allow = byMethod.keys.sorted().joined(separator: ", ")
+            return refuse(c, 405, "\(head.method) is not allowed here (allowed: \(allow))", keepOpen: true, headers: [("Allow", allow)])
+        }
+        guard head.contentLength <= route.maxBodyBytes else {
+            return refuse(c, 413, "the body has \(head.contentLength) bytes; this route accepts at most \(route.maxBodyBytes)")
+        }
+        let total = c.headLength + head.contentLength
+        guard c.input.count >= total else {
+            if head.expectsContinue && !c.continueSent {
+                c.continueSent = true
+                queue(c, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+            }
+            return
+        }
+        let request = HTTPRequest(
+            method: head.method, uri: head.uri, headers: head.headers, body: Array(c.input[c.headLength..<total]))
+        c.input.removeFirst(total)
+        c.keepAlive = head.keepAlive
+        c.head = nil
+        c.continueSent = false
+        c.requestStarted = false
+        c.state = .handling
+        c.deadline = .max
+        let exchange = HTTPExchange(server: self, connection: c.id, keepAlive: head.keepAlive, liveness: c.liveness)
+        handlers.async { route.handler(request, exchange) }
+    }
+
+    /// Answers a request the server itself refuses; the connection closes after it unless the
+    /// request was well formed and complete (404, 405).
+    private func refuse(
+        _ c: Connection, _ status: UInt16, _ message: String, keepOpen: Bool = false, headers: [(name: String, value: String)] = []
+    ) {
+        var keep = keepOpen
+        if keepOpen, let head = c.head {
+            // Skip the refused request's body, if it has arrived; otherwise close after the reply.
+            let total = c.headLength + head.contentLength
+            if c.input.count >= total && head.keepAlive { c.input.removeFirst(total) } else { keep = false }
+        }
+        c.head = nil
+        c.requestStarted = false
+        let type = status >= 500 ? "server_error" : "invalid_request_error"
+        var response = HTTPResponse.error(status, type: type, message)
+        response.headers += headers
+        c.state = .handling
+        apply(Outgoing(connection: c.id, bytes: response.serialized(keepAlive: keep), then: keep ? .idle : .close))
+    }
+
+    private func apply(_ message: Outgoing) {
+        guard let c = connections[message.connection] else { return }
+        switch message.then {
+        case .more: c.state = .streaming
+        case .close: c.closeAfterWrite = true
+        case .idle: break
+        }
+        if !message.bytes.isEmpty { queue(c, message.bytes) }
+        if message.then == .idle {
+            c.state = .reading
+            c.deadline = Self.now() + Self.nanoseconds(limits.idleSeconds)
+        }
+        if c.pendingOutput == 0 && c.closeAfterWrite {
+            drop(c)
+            return
+        }
+        if c.state == .streaming && c.pendingOutput > limits.maxQueuedBytes {
+            drop(c)  // the client stopped reading
+            return
+        }
+        if c.state == .reading && c.pendingOutput == 0 { parse(c) }
+    }
+
+    private func queue(_ c: Connection, _ bytes: [UInt8]) {
+        c.output.append(contentsOf: bytes)
+        flush(c)
+    }
+
+    private func flush(_ c: Connection) {
+        while c.pendingOutput > 0 {
+            let n = c.output.withUnsafeBytes {
+                Glibc.send(c.fd, $0.baseAddress! + c.written, c.pendingOutput, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                c.written += n
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                // Wait for the client to read, but not for ever.
+                if c.state != .reading { c.deadline = min(c.deadline, Self.now() + Self.nanoseconds(limits.writeStallSeconds)) }
+                return
+            }
+            drop(c)
+            return
+        }
+        c.output.removeAll(keepingCapacity: true)
+        c.written = 0
+        if c.state == .streaming || c.state == .handling { c.deadline = .max }
+        if c.closeAfterWrite {
+            drop(c)
+        } else if c.state == .reading {
+            parse(c)
+        }
+    }
+
+    private func expire(_ c: Connection) {
+        if c.state == .reading && c.requestStarted {
+            refuse(c, 408, "the request did not arrive within \(limits.requestSeconds) s")
+            if let still = connections[c.id] { still.deadline = Self.now() + Self.nanoseconds(1) }  // one last chance to flush
+        } else {
+            drop(c)  // idle, or a client that stopped reading
+        }
+    }
+
+    private func drop(_ c: Connection) {
+        guard connections.removeValue(forKey: c.id) != nil else { return }
+        c.liveness.markGone()
+        Glibc.close(c.fd)
+        lock.withLock { connectionCount = connections.count }
+    }
+
+    private static func headEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i
+        }
+        return nil
+    }
+
+    private static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    private static func nanoseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
+
+    private func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    }
+
+    private func error(_ detail: String) -> TransportError {
+        TransportError(kind: .nng, url: url, detail: "HTTP server: \(detail)")
+    }
+}
+
+/// Whether the client of a connection is still there.
+final class HTTPLiveness: @unchecked Sendable {
+    // @unchecked: `gone` is guarded by `lock`.
+    private let lock = NSLock()
+    private var gone = false
+    func markGone() { lock.withLock { gone = true } }
+    var isGone: Bool { lock.withLock { gone } }
 }
 
 /// One request waiting for its answer: a complete response, or a stream; used exactly once.
-public final class HTTPExchange: @unchecked Sendable {
-    // @unchecked: the aio, request and connection belong to this object until `respond` or
-    // `stream` hands them back to nng (guarded by `done`).
-    private let aio: OpaquePointer
-    private let request: OpaquePointer
-    private let connection: OpaquePointer
+public final class HTTPExchange: Sendable {
+    private let server: HTTPServer
+    private let connection: UInt64
+    private let keepAlive: Bool
+    private let liveness: HTTPLiveness
     private let done = ClosedFlag()
 
-    init(aio: OpaquePointer, request: OpaquePointer, connection: OpaquePointer) {
-        self.aio = aio
-        self.request = request
+    init(server: HTTPServer, connection: UInt64, keepAlive: Bool, liveness: HTTPLiveness) {
+        self.server = server
         self.connection = connection
+        self.keepAlive = keepAlive
+        self.liveness = liveness
     }
 
-    /// Takes the connection over and sends a 200 header with `contentType`; the caller then
-    /// writes the body through the stream and closes it. Nil if the exchange was answered.
-    public func stream(contentType: String) -> HTTPStream? {
-        guard done.set() else { return nil }
-        guard nng_http_hijack(connection) == 0 else {
-            nng_aio_finish(aio, Int32(NNG_ECLOSED.rawValue))
-            return nil
-        }
-        nng_aio_finish(aio, 0)  // no response object: the stream writes its own
-        nng_http_req_free(request)
-        let stream = HTTPStream(connection: connection)
-        stream.write(
-            Array(
-                "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".utf8))
-        return stream
-    }
+    /// Whether the client has gone away.
+    public var clientGone: Bool { liveness.isGone }
 
     public func respond(_ response: HTTPResponse) {
         guard done.set() else { return }
-        var res: OpaquePointer? = nil
-        guard nng_http_res_alloc(&res) == 0, let res else {
-            nng_aio_finish(aio, Int32(NNG_ENOMEM.rawValue))
-            return
-        }
-        nng_http_res_set_status(res, response.status)
-        nng_http_res_set_header(res, "Content-Type", response.contentType)
-        _ = response.body.withUnsafeBytes { nng_http_res_copy_data(res, $0.baseAddress, $0.count) }
-        nng_aio_set_output(aio, 0, UnsafeMutableRawPointer(res))
-        nng_aio_finish(aio, 0)
+        server.send(
+            .init(connection: connection, bytes: response.serialized(keepAlive: keepAlive), then: keepAlive ? .idle : .close))
+    }
+
+    /// Sends a 200 header with `contentType` and no length; the caller then writes the body
+    /// through the stream and closes it (which closes the connection). Nil if already answered.
+    public func stream(contentType: String) -> HTTPStream? {
+        guard done.set() else { return nil }
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        server.send(.init(connection: connection, bytes: Array(head.utf8), then: .more))
+        return HTTPStream(server: server, connection: connection, liveness: liveness)
     }
 }
 
-/// The body of a taken-over HTTP connection, written in order on a queue of its own (writes
-/// block until the client has the bytes). A write after the client went away is dropped.
-public final class HTTPStream: @unchecked Sendable {
-    // @unchecked: `connection` is only used on `queue`; `broken` is guarded by `lock`.
-    private let connection: OpaquePointer
-    private let queue = DispatchQueue(label: "l2pd.http.stream")
-    private let lock = NSLock()
-    private var broken = false
+/// The body of a taken-over HTTP connection, written in order. Writes after the client went
+/// away are dropped; a client that stops reading is disconnected.
+public final class HTTPStream: Sendable {
+    private let server: HTTPServer
+    private let connection: UInt64
+    private let liveness: HTTPLiveness
     private let closed = ClosedFlag()
 
-    init(connection: OpaquePointer) { self.connection = connection }
-
-    public func write(_ bytes: [UInt8]) {
-        queue.async { [self] in
-            guard !clientGone, !bytes.isEmpty else { return }
-            var aio: OpaquePointer? = nil
-            guard nng_aio_alloc(&aio, nil, nil) == 0, let aio else {
-                markBroken()
-                return
-            }
-            defer { nng_aio_free(aio) }
-            var copy = bytes
-            copy.withUnsafeMutableBytes { buffer in
-                var iov = nng_iov(iov_buf: buffer.baseAddress, iov_len: buffer.count)
-                nng_aio_set_iov(aio, 1, &iov)
-                nng_aio_set_timeout(aio, 30_000)
-                nng_http_conn_write_all(connection, aio)
-                nng_aio_wait(aio)
-            }
-            if nng_aio_result(aio) != 0 { markBroken() }
-        }
+    init(server: HTTPServer, connection: UInt64, liveness: HTTPLiveness) {
+        self.server = server
+        self.connection = connection
+        self.liveness = liveness
     }
 
-    /// Whether a write has failed: the client went away (or stopped reading for 30 s).
-    public var clientGone: Bool { lock.withLock { broken } }
+    public func write(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty, !liveness.isGone else { return }
+        server.send(.init(connection: connection, bytes: bytes, then: .more))
+    }
 
-    private func markBroken() { lock.withLock { broken = true } }
+    /// Whether the client went away (or stopped reading).
+    public var clientGone: Bool { liveness.isGone }
 
     /// Ends the body and closes the connection (after every write before it).
     public func close() {
         guard closed.set() else { return }
-        queue.async { [self] in nng_http_conn_close(connection) }
-    }
-}
-
-extension HTTPServer {
-    fileprivate func check(_ rv: Int32, _ what: String) throws {
-        guard rv != 0 else { return }
-        throw TransportError(kind: .nng, url: url, detail: "HTTP \(what) failed: \(String(cString: nng_strerror(rv)))")
+        server.send(.init(connection: connection, bytes: [], then: .close))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDKernels
 import L2PDModel
 

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
@@ -40,13 +41,18 @@ struct WorkerCommand: Command {
         .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
         .option("threads", "N", "Compute threads of this worker.", default: "1"),
         .flag("quiet", "Log nothing but errors."),
+        .option("max-cached-sequences", "N", "K/V caches kept at most; the least recently used beyond is dropped.", default: "64"),
+        .option("max-cache-mib", "N", "K/V cache memory at most, in MiB.", default: "4096"),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
         let url = o.string("listen")!
         let quiet = o.has("quiet")
+        let cacheLimits = CacheLimits(
+            maxSequences: try o.positiveInt("max-cached-sequences")!, maxBytes: try o.positiveInt("max-cache-mib")! << 20)
         let node = try WorkerNode(
-            listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!
+            listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!,
+            cacheLimits: cacheLimits
         ) { line in if !quiet { printError("worker \(url): \(line)") } }
         StopSignals.install("worker \(url)", quiet: quiet)
         if !quiet { printError("worker \(url): listening") }
@@ -69,12 +75,22 @@ struct CoordinatorCommand: Command {
             default: "http://127.0.0.1:7780"),
         .option(
             "batches-in-flight", "N", "Forward batches in flight at once; more waiting forwards leave together as one batch.",
-            default: "2 per worker"),
+            shown: "2 per worker"),
         .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
+        .option("max-prompt-bytes", "N", "Largest prompt in UTF-8 bytes, refused before tokenizing.", default: "65536"),
+        .option("max-connections", "N", "Open HTTP connections at most; beyond that a connection gets 503.", default: "256"),
+        .option("idle-timeout", "SECONDS", "HTTP keep-alive connections idle this long are closed.", default: "30"),
+        .option("header-timeout", "SECONDS", "An HTTP request must arrive whole within this time of its first byte.", default: "10"),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
-        let inFlight = o.string("batches-in-flight") == "2 per worker" ? nil : try o.positiveInt("batches-in-flight")
+        let inFlight = try o.positiveInt("batches-in-flight")
+        let requestLimits = RequestLimits(maxPromptBytes: try o.positiveInt("max-prompt-bytes")!)
+        var httpLimits = HTTPServer.Limits()
+        httpLimits.maxConnections = try o.positiveInt("max-connections")!
+        httpLimits.idleSeconds = try o.double("idle-timeout")!
+        httpLimits.requestSeconds = try o.double("header-timeout")!
+        guard httpLimits.idleSeconds > 0, httpLimits.requestSeconds > 0 else { throw UsageError("timeouts must be positive") }
         let limits = AdmissionLimits(
             concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!, batchesInFlight: inFlight)
         let description = try ClusterDescription.load(URL(fileURLWithPath: o.string("cluster")!))
@@ -83,7 +99,7 @@ struct CoordinatorCommand: Command {
         let workers = try description.endpoints(layers: config.layers)
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
-            timeout: try o.double("timeout")!, limits: limits)
+            timeout: try o.double("timeout")!, limits: limits, requestLimits: requestLimits)
         let deadline = Date().addingTimeInterval(try o.double("connect-timeout")!)
         while true {
             do {
@@ -97,14 +113,14 @@ struct CoordinatorCommand: Command {
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
         var http: HTTPServer? = nil
         if let address = o.string("http"), address != "none" {
-            let server = try HTTPServer(url: address)
+            let server = try HTTPServer(url: address, limits: httpLimits)
             try HTTPAPI(coordinator: coordinator, modelName: directory.lastPathComponent).install(on: server)
             try server.start()
             printError("coordinator: HTTP API on \(address)")
             http = server
         }
         defer { http?.stop() }
-        let server = try ReplyServer(listening: description.listen)
+        let server = try ReplyServer(listening: description.listen, maxMessageBytes: requestLimits.maxBodyBytes)
         StopSignals.install("coordinator")
         printError(
             "coordinator: listening on \(description.listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
@@ -161,11 +177,12 @@ struct BenchClusterCommand: Command {
         guard n <= bundle.checkpoint.config.layers else {
             throw UsageError("--workers \(n) exceeds the model's \(bundle.checkpoint.config.layers) layers")
         }
-        var request = GenerationRequest(prompt: "")
-        request.policy = o.string("policy")!
-        request.cache = o.string("cache")!
-        request.gen_length = try o.positiveInt("gen-length")!
-        let options = try request.options(filter: try ModelLocator.filter(nil))
+        var parameters = DecodingParameters()
+        parameters.policy = o.string("policy")!
+        parameters.cache = o.string("cache")!
+        parameters.genLength = try o.positiveInt("gen-length")!
+        let options = try parameters.options(
+            maxSequenceLength: bundle.checkpoint.config.maxSequenceLength, filter: try ModelLocator.filter(nil))
         let examples = TaskSuite.examples(split: .eval, count: try o.positiveInt("limit")!, seed: 1)
 
         let workers = try LocalWorkers(count: n, model: modelArgument, threads: workerThreads)
@@ -205,7 +222,7 @@ struct BenchClusterCommand: Command {
         let count = Double(max(examples.count, 1))
         let ratio = localSeconds > 0 ? clusterSeconds / localSeconds : 0
         print(
-            "workers \(n) (\(workerThreads) thread(s) each), policy \(request.policy!), cache \(request.cache!), gen length \(request.gen_length!)"
+            "workers \(n) (\(workerThreads) thread(s) each), policy \(parameters.policy!), cache \(parameters.cache!), gen length \(parameters.genLength!)"
         )
         print("             in-process       cluster")
         print(

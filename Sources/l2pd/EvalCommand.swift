@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
 import L2PDTasks
@@ -23,11 +24,11 @@ struct EvalCommand: Command {
             case "cache": return .option("cache", "LIST", "Comma-separated cache modes.", default: "none")
             default: return spec
             }
-        }.filter { !["steps", "eotp", "temperature", "seed"].contains($0.name) }
+        }.filter { !["policy", "steps", "eotp", "temperature", "seed"].contains($0.name) }
 
     static func run(_ o: ParsedOptions) async throws {
         var plan = EvaluationPlan()
-        plan.policies = o.list("policies").map(PolicySpec.init(parsing:))
+        plan.policies = try o.list("policies").map(PolicySpec.init(parsing:))
         plan.caches = try o.list("cache").map(DecodingOptions.cacheMode)
         plan.genLengths = try o.list("gen-length").map {
             guard let g = Int($0), g > 0 else { throw UsageError("--gen-length expects positive integers, got '\($0)'") }

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
 import L2PDFilter
@@ -26,9 +27,9 @@ struct FilterCollectCommand: Command {
             split: .train, count: try o.positiveInt("count")!, seed: UInt64(try o.int("task-seed")!),
             families: try TaskOptions.families(o))
         var options = GenerationOptions()
-        options.genLength = try o.positiveInt("gen-length")!
-        options.blockLength = try o.positiveInt("block-length")!
-        if o.string("steps") != "gen length" { options.steps = try o.positiveInt("steps") }
+        options.genLength = try o.positiveInt("gen-length") ?? DecodingParameters.defaultGenLength
+        options.blockLength = try o.positiveInt("block-length") ?? DecodingParameters.defaultBlockLength
+        options.steps = try o.positiveInt("steps")
         let generator = try DecodingOptions.generator(o)
         let start = Date()
         let data = try await FilterCollection.collect(

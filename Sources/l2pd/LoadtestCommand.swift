@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
@@ -20,13 +21,14 @@ struct LoadtestCommand: Command {
             .option("duration", "SECONDS", "Start no request after this long (requests in flight finish)."),
             .option("prompts", "FILE", "JSONL prompts ({\"prompt\": ...}; task-suite lines are checked too).", default: "task suite"),
             .option("task-seed", "N", "Seed of the evaluation prompts from the task suite.", default: "1"),
-            .option("policy", "NAME", "Unmask policy (suffix +eotp allowed).", default: "threshold"),
             .option("request-timeout", "SECONDS", "How long one request may take.", default: "600"),
             .option("sweep", "LIST", "Run once per concurrency in LIST (e.g. 1,2,4,8,16) and print one table."),
             .option("json", "FILE", "Write the report as JSON (with --sweep: {\"rows\": [...]})."),
             .option("plot", "FILE", "Draw the latency distribution (with --sweep: throughput against latency) as SVG."),
         ]
-        + DecodingOptions.specs.filter { !["model", "threads", "filter"].contains($0.name) }
+        + DecodingOptions.specs.filter { !["model", "threads", "filter"].contains($0.name) }.map {
+            $0.name == "policy" ? .option("policy", "NAME", "Unmask policy (suffix +eotp allowed).", shown: "threshold") : $0
+        }
 
     static func run(_ o: ParsedOptions) async throws {
         let requests = try o.positiveInt("requests")!
@@ -57,10 +59,10 @@ struct LoadtestCommand: Command {
     /// One load test with the flags' prompts and request shape.
     static func measure(_ o: ParsedOptions, plan: LoadTestPlan) async throws -> LoadTestReport {
         let prompts = try loadPrompts(o, count: plan.requests)
-        let template = try DecodingOptions.request(o, prompt: "", policy: o.string("policy")!)
-        guard PolicyFactory.names.contains(PolicySpec(parsing: template.policy!).name) else {
-            throw UsageError("unknown policy '\(template.policy!)' (known: \(PolicyFactory.names.joined(separator: ", ")))")
-        }
+        var template = try DecodingOptions.request(o, prompt: "")
+        template.parameters.policy = template.parameters.policy ?? "threshold"
+        _ = try PolicySpec(parsing: template.parameters.policy!)
+        let requestTemplate = template
         let url = o.string("target")!
         let timeout = try o.double("request-timeout")!
         printError("loadtest: \(plan.requests) requests to \(url), \(describe(plan.arrivals))")
@@ -72,7 +74,7 @@ struct LoadtestCommand: Command {
             send = { request in LoadTestReply(try CoordinatorClient.generate(request, url: url, timeout: timeout)) }
         }
         return try await Blocking.run {
-            LoadTest.run(plan: plan, prompts: prompts, template: template, send: send) { done, total in
+            LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, total in
                 if done == total || done % max(1, total / 10) == 0 { printError("loadtest: \(done)/\(total) done") }
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCommandLine
 import L2PDDefaultModel
 import L2PDFilter
 

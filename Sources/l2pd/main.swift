@@ -1,9 +1,9 @@
 import Foundation
+import L2PDCommandLine
 import L2PDCluster
 import L2PDDecoding
 import L2PDEngine
 import L2PDFilter
-import L2PDKernels
 import L2PDModel
 import L2PDTokenizer
 import L2PDTransport
@@ -71,16 +71,11 @@ let commands: [any Command.Type] = [
     } catch let error as StageError {
         printError("l2pd: \(error.description)")
         return 1
-    } catch let error as GenerationError {
+    } catch let error as any ClassifiedError {
+        // Request errors exit 1; a busy or unavailable cluster and internal faults exit 2.
         printError("l2pd: \(error.description)")
-        return 1
+        return error.errorClass.exitCode
     } catch let error as FilterFileError {
-        printError("l2pd: \(error.description)")
-        return 1
-    } catch let error as RequestError {
-        printError("l2pd: \(error.description)")
-        return 1
-    } catch let error as ClusterError {
         printError("l2pd: \(error.description)")
         return 1
     } catch let error as TransportError {

@@ -1,68 +1,78 @@
 import Foundation
 
 /// One option of a command, declared once: parsing and `--help` both read this.
-struct OptionSpec {
-    let name: String
+public struct OptionSpec: Sendable {
+    public let name: String
     /// Placeholder for the value (`N`, `DIR`); nil for a flag that takes no value.
-    let value: String?
-    let help: String
-    /// Shown in help; applied when the option is absent.
-    let defaultValue: String?
+    public let value: String?
+    public let help: String
+    /// Shown in help; applied when the option is absent (unless `shownOnly`).
+    public let defaultValue: String?
+    /// The default is owned elsewhere (e.g. `DecodingParameters`) and only shown in help: an
+    /// absent option stays absent.
+    public var shownOnly = false
 
-    static func flag(_ name: String, _ help: String) -> OptionSpec {
+    public static func flag(_ name: String, _ help: String) -> OptionSpec {
         OptionSpec(name: name, value: nil, help: help, defaultValue: nil)
     }
 
-    static func option(_ name: String, _ value: String, _ help: String, default defaultValue: String? = nil) -> OptionSpec {
+    public static func option(_ name: String, _ value: String, _ help: String, default defaultValue: String? = nil) -> OptionSpec {
         OptionSpec(name: name, value: value, help: help, defaultValue: defaultValue)
+    }
+
+    /// An option whose default lives in the library that reads it; `shown` is for help only.
+    public static func option(_ name: String, _ value: String, _ help: String, shown: String) -> OptionSpec {
+        var spec = OptionSpec(name: name, value: value, help: help, defaultValue: shown)
+        spec.shownOnly = true
+        return spec
     }
 }
 
 /// A mistake in how the command was called; printed with a hint and exit code 1.
-struct UsageError: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
+public struct UsageError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ message: String) { description = message }
 }
 
 /// The parsed command line of one command.
-struct ParsedOptions {
+public struct ParsedOptions: Sendable {
     private(set) var values: [String: String] = [:]
     private(set) var flags: Set<String> = []
-    private(set) var arguments: [String] = []
+    public private(set) var arguments: [String] = []
 
-    func has(_ flag: String) -> Bool { flags.contains(flag) }
+    public func has(_ flag: String) -> Bool { flags.contains(flag) }
 
-    func string(_ name: String) -> String? { values[name] }
+    public func string(_ name: String) -> String? { values[name] }
 
-    func int(_ name: String) throws -> Int? {
+    public func int(_ name: String) throws -> Int? {
         guard let text = values[name] else { return nil }
-        guard let value = Int(text) else { throw UsageError("--\(name) expects an integer, got '\(text)'") }
+        guard let value = Int(text) else { throw UsageError("--\(name) expects an integer, got '\(text.prefix(40))'") }
         return value
     }
 
-    func positiveInt(_ name: String) throws -> Int? {
+    public func positiveInt(_ name: String) throws -> Int? {
         guard let value = try int(name) else { return nil }
         guard value > 0 else { throw UsageError("--\(name) must be positive, got \(value)") }
         return value
     }
 
-    func nonNegativeInt(_ name: String) throws -> Int? {
+    public func nonNegativeInt(_ name: String) throws -> Int? {
         guard let value = try int(name) else { return nil }
         guard value >= 0 else { throw UsageError("--\(name) must be at least 0, got \(value)") }
         return value
     }
 
-    func double(_ name: String) throws -> Double? {
+    public func double(_ name: String) throws -> Double? {
         guard let text = values[name] else { return nil }
-        guard let value = Double(text), value.isFinite else { throw UsageError("--\(name) expects a number, got '\(text)'") }
+        guard let value = Double(text), value.isFinite else { throw UsageError("--\(name) expects a number, got '\(text.prefix(40))'") }
         return value
     }
 
-    func list(_ name: String) -> [String] {
+    public func list(_ name: String) -> [String] {
         (values[name] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
-    static func parse(_ arguments: [String], options: [OptionSpec]) throws -> ParsedOptions {
+    public static func parse(_ arguments: [String], options: [OptionSpec]) throws -> ParsedOptions {
         var parsed = ParsedOptions()
         let byName = Dictionary(uniqueKeysWithValues: options.map { ($0.name, $0) })
         var i = 0
@@ -95,7 +105,7 @@ struct ParsedOptions {
                 i += 1
             }
         }
-        for spec in options where spec.value != nil && parsed.values[spec.name] == nil {
+        for spec in options where spec.value != nil && !spec.shownOnly && parsed.values[spec.name] == nil {
             if let fallback = spec.defaultValue { parsed.values[spec.name] = fallback }
         }
         return parsed
@@ -103,7 +113,7 @@ struct ParsedOptions {
 }
 
 /// A subcommand of `l2pd`: its name, what it does, its options, and how it runs.
-protocol Command: Sendable {
+public protocol Command: Sendable {
     /// Words after `l2pd` that select the command, e.g. `["bench", "forward"]`.
     static var path: [String] { get }
     static var summary: String { get }
@@ -113,9 +123,9 @@ protocol Command: Sendable {
 }
 
 extension Command {
-    static var usage: String { "l2pd \(path.joined(separator: " ")) [options]" }
+    public static var usage: String { "l2pd \(path.joined(separator: " ")) [options]" }
 
-    static var help: String {
+    public static var help: String {
         var lines = ["\(summary)", "", "Usage: \(usage)", "", "Options:"]
         let width = (options.map { optionLabel($0).count } + [10]).max()! + 2
         for spec in options + [.flag("help", "Show this help.")] {
@@ -132,6 +142,6 @@ extension Command {
 }
 
 /// Writes a line to standard error.
-func printError(_ message: String) {
+public func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
