@@ -74,7 +74,7 @@ public struct CoordinatorCounters: Sendable, Equatable, Codable {
 /// the model's config and tokenizer. Decodes up to `limits.concurrent` requests at once; their
 /// forward passes occupy different stages at the same time (pipelining).
 public actor Coordinator {
-    public let pipeline: NetworkPipeline
+    public nonisolated let pipeline: NetworkPipeline
     public let batching: BatchingPipeline
     public let limits: AdmissionLimits
     private let generator: TextGenerator

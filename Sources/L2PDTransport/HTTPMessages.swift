@@ -96,8 +96,8 @@ struct HTTPHead {
         var message: String
     }
 
-    /// Parses the bytes before the blank line; `maxBody` bounds `Content-Length`.
-    static func parse(_ bytes: ArraySlice<UInt8>, maxBody: Int) throws(Refusal) -> HTTPHead {
+    /// Parses the bytes before the blank line (the route then bounds `Content-Length`).
+    static func parse(_ bytes: ArraySlice<UInt8>) throws(Refusal) -> HTTPHead {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw Refusal(status: 400, message: "the request head is not valid UTF-8")
         }
@@ -138,9 +138,6 @@ struct HTTPHead {
         if let text = lengths.first {
             guard !text.isEmpty, text.count <= 18, text.allSatisfy(\.isASCII), let n = Int(text), n >= 0 else {
                 throw Refusal(status: 400, message: "Content-Length must be a non-negative integer")
-            }
-            guard n <= maxBody else {
-                throw Refusal(status: 413, message: "the body has \(n) bytes; this server accepts at most \(maxBody)")
             }
             contentLength = n
         }

@@ -8,7 +8,8 @@ import Foundation
 /// route is a method and an exact path; its handler gets the request (body collected up to the
 /// route's limit) on a Dispatch queue and, from any thread, either answers once with
 /// `exchange.respond` or takes the connection over with `exchange.stream` (server-sent
-/// events). Every refusal is a JSON error: 400 for a malformed request, 404, 405 (with
+/// events). At the connection cap the oldest idle connection is closed to admit a new one.
+/// Every refusal is a JSON error: 400 for a malformed request, 404, 405 (with
 /// `Allow`), 408 when a request does not arrive in time, 413, 431, 501 for chunked bodies,
 /// 505, and 503 when the connection cap is reached. Idle keep-alive connections are closed.
 public final class HTTPServer: @unchecked Sendable {
@@ -210,7 +211,8 @@ public final class HTTPServer: @unchecked Sendable {
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
             let nearest = open.map(\.deadline).min() ?? (now + 1_000_000_000)
-            let waitMs = Int32(clamping: max(0, min(1000, (Int64(nearest) - Int64(now)) / 1_000_000 + 1)))
+            let remaining = nearest > now ? nearest - now : 0
+            let waitMs = Int32(min(1000, remaining / 1_000_000 + 1))
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
             if ready <= 0 { continue }
             if fds[0].revents != 0 {
@@ -242,8 +244,14 @@ public final class HTTPServer: @unchecked Sendable {
             setNonBlocking(fd)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            if connections.count >= limits.maxConnections,
+                let idle = connections.values.filter({ $0.state == .reading && !$0.requestStarted && $0.pendingOutput == 0 })
+                    .min(by: { $0.deadline < $1.deadline })
+            {
+                drop(idle)  // an idle keep-alive connection makes room for one that has something to ask
+            }
             if connections.count >= limits.maxConnections {
-                // Best effort: a short JSON 503, then close.
+                // Every connection is busy: a short JSON 503 (best effort), then close.
                 let busy = HTTPResponse.error(
                     503, type: "busy", "this server has \(limits.maxConnections) connections open; try again later"
                 ).serialized(keepAlive: false)
@@ -293,9 +301,8 @@ public final class HTTPServer: @unchecked Sendable {
                 return
             }
             guard end <= limits.maxHeadBytes else { return refuse(c, 431, "the request head exceeds \(limits.maxHeadBytes) bytes") }
-            let routeLimit = routes.values.flatMap(\.values).map(\.maxBodyBytes).max() ?? 0
             do {
-                c.head = try HTTPHead.parse(c.input[0..<end], maxBody: routeLimit)
+                c.head = try HTTPHead.parse(c.input[0..<end])
             } catch {
                 return refuse(c, error.status, error.message)
             }

@@ -11,7 +11,9 @@ public final class ReplyServer: @unchecked Sendable {
     private var socket = nng_socket()
     private let closed = ClosedFlag()
 
-    public init(listening url: String, maxMessageBytes: Int = 64 << 20) throws {
+    /// Messages beyond `maxMessageBytes` are dropped by nng before they are read (the client's
+    /// connection is reset); keep it above the largest request the handler refuses politely.
+    public init(listening url: String, maxMessageBytes: Int = 4 << 20) throws {
         self.url = url
         try check(nng_rep0_open(&socket), "open")
         try check(nng_socket_set_size(socket, "recv-size-max", maxMessageBytes), "set recv-size-max")

@@ -120,7 +120,7 @@ struct CoordinatorCommand: Command {
             http = server
         }
         defer { http?.stop() }
-        let server = try ReplyServer(listening: description.listen, maxMessageBytes: requestLimits.maxBodyBytes)
+        let server = try ReplyServer(listening: description.listen, maxMessageBytes: max(4 << 20, requestLimits.maxBodyBytes))
         StopSignals.install("coordinator")
         printError(
             "coordinator: listening on \(description.listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
