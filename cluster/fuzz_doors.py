@@ -150,8 +150,8 @@ def timed(fn):
     return result, time.monotonic() - start
 
 
-def large_prompts(report):
-    big = json.dumps({"prompt": "9" * (1 << 20)}).encode()
+def large_prompts(report, size=1 << 20, key="large_prompts"):
+    big = json.dumps({"prompt": " ".join(["12345"] * (size // 6))}).encode()
     small = body({})
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(http_request("POST", "/v1/completions", big)[0]))
@@ -162,7 +162,7 @@ def large_prompts(report):
     health_ok, health_seconds = timed(healthy)
     for t in threads:
         t.join()
-    report["large_prompts"] = {"clients": 16, "bytes": len(big), "statuses": sorted(set(statuses)),
+    report[key] = {"clients": 16, "bytes": len(big), "statuses": sorted(set(statuses)),
                                "small_request_status": small_status, "small_request_seconds": round(small_seconds, 3),
                                "health_ok": health_ok, "health_seconds": round(health_seconds, 3)}
 
@@ -234,6 +234,9 @@ def main():
     fuzz(report, pairs)
     print("fuzz-doors: field fuzz done; large prompts", file=sys.stderr)
     large_prompts(report)
+    # Just under the prompt limit: these are tokenized (off the decoding slots) before the
+    # context check refuses them.
+    large_prompts(report, size=60 << 10, key="prompts_at_limit")
     print("fuzz-doors: idle connections", file=sys.stderr)
     idle_connections(report, int(os.environ.get("FUZZ_IDLE", "20000")))
     print("fuzz-doors: load", file=sys.stderr)

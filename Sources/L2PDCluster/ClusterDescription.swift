@@ -20,7 +20,9 @@ public struct ClusterDescription: Sendable, Equatable {
 
     public static func load(_ url: URL) throws -> ClusterDescription {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ClusterError("\(url.path): cannot read cluster file", class: .invalidRequest) }
+        do { data = try Data(contentsOf: url) } catch {
+            throw ClusterError("\(url.path): cannot read cluster file", class: .invalidRequest)
+        }
         struct File: Decodable {
             var model: String?
             var listen: String?
@@ -45,11 +47,15 @@ public struct ClusterDescription: Sendable, Equatable {
     public func endpoints(layers: Int) throws -> [WorkerEndpoint] {
         let ranges: [Range<Int>]
         if workers.allSatisfy({ $0.layers == nil }) {
-            guard workers.count <= layers else { throw ClusterError("\(workers.count) workers for a model of \(layers) layers", class: .invalidRequest) }
+            guard workers.count <= layers else {
+                throw ClusterError("\(workers.count) workers for a model of \(layers) layers", class: .invalidRequest)
+            }
             ranges = LayerPlan.even(layers: layers, stages: workers.count)
         } else {
             ranges = try workers.map {
-                guard let l = $0.layers, l[0] >= 0, l[0] < l[1] else { throw ClusterError("worker \($0.url): bad layer range", class: .invalidRequest) }
+                guard let l = $0.layers, l[0] >= 0, l[0] < l[1] else {
+                    throw ClusterError("worker \($0.url): bad layer range", class: .invalidRequest)
+                }
                 return l[0]..<l[1]
             }
         }

@@ -52,6 +52,7 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
     private var assignedConnection: [Int]
     private var nextRequestID: UInt64 = 1
     private var wire = WireStatistics()
+    private let assignments: [SingleFlight]
 
     /// `timeout`: seconds a stage may take for one frame before the request fails.
     public init(config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60) throws {
@@ -62,6 +63,7 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
         self.timeout = timeout
         sockets = try workers.map { try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes) }
         assignedConnection = Array(repeating: -1, count: workers.count)
+        assignments = workers.map { _ in SingleFlight() }
     }
 
     public var statistics: WireStatistics { lock.withLock { wire } }
@@ -136,23 +138,41 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
         let assigned = lock.withLock { assignedConnection[i] }
         let connected = sockets[i].isConnected
         if connected && assigned == connection { return }
-        let worker = workers[i]
         if !connected && assigned >= 0 {
             // It was serving and went away: fail now rather than wait for a send timeout.
-            throw ClusterError("worker \(i + 1) at \(worker.url) is disconnected (lost since its last request)")
+            throw ClusterError("worker \(i + 1) at \(workers[i].url) is disconnected (lost since its last request)")
         }
+        // One handshake per worker at a time: concurrent forwards wait for the same one (a
+        // second assignment would reset the worker's caches under another request).
+        try await assignments[i].run { [self] in
+            if sockets[i].isConnected && lock.withLock({ assignedConnection[i] }) == sockets[i].connectionCount { return }
+            try await handshake(i)
+        }
+    }
+
+    /// Proves both sides hold the same model without sending its fingerprint, then assigns the
+    /// worker its layers: `hello` with a fresh challenge, answered by the worker's proof;
+    /// `shard_assignment` carrying the coordinator's proof, answered by `hello`.
+    private func handshake(_ i: Int) async throws {
+        let worker = workers[i]
+        var challenge: UInt64 = 0
+        while challenge == 0 { challenge = UInt64.random(in: .min ... .max) }
+        let expected = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+        let refused = ClusterError(
+            "worker \(i + 1) at \(worker.url) could not prove it holds model \(hex(fingerprint)) (another model, or not an l2pd worker)",
+            class: .internalError)
+        let greeting = Hello(role: .coordinator, modelFingerprint: challenge, name: "coordinator")
+        guard case .hello(let hello) = try await exchange(i, .hello(greeting), step: 0, counts: false),
+            hello.modelFingerprint == expected
+        else { throw refused }
+        let connection = sockets[i].connectionCount
         let assignment = ShardAssignment(
-            modelFingerprint: fingerprint, totalLayers: config.layers, layers: worker.layers,
-            nextStageURL: i + 1 < workers.count ? workers[i + 1].url : "")
-        switch try await exchange(i, .shardAssignment(assignment), step: 0, counts: false) {
-        case .hello(let hello) where hello.modelFingerprint == fingerprint:
-            lock.withLock { assignedConnection[i] = sockets[i].connectionCount }
-        case .hello(let hello):
-            throw ClusterError(
-                "worker \(worker.url) holds model \(hex(hello.modelFingerprint)), expected \(hex(fingerprint))", class: .internalError)
-        default:
-            throw ClusterError("worker \(worker.url) did not accept its layers", class: .internalError)
-        }
+            modelFingerprint: IdentityProof.coordinator(fingerprint: fingerprint, challenge: challenge), totalLayers: config.layers,
+            layers: worker.layers, nextStageURL: i + 1 < workers.count ? workers[i + 1].url : "")
+        guard case .hello(let accepted) = try await exchange(i, .shardAssignment(assignment), step: 0, counts: false),
+            accepted.modelFingerprint == expected
+        else { throw ClusterError("worker \(worker.url) did not accept its layers", class: .internalError) }
+        lock.withLock { assignedConnection[i] = connection }
     }
 
     /// One frame to worker `i` and its reply; `error` frames become `ClusterError`s naming the worker.
@@ -202,5 +222,19 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
                 i, "reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
         }
         return frame.message
+    }
+}
+
+/// Runs one operation at a time; callers that arrive while it runs wait for it and share its
+/// outcome instead of starting another.
+actor SingleFlight {
+    private var running: Task<Void, any Error>?
+
+    func run(_ operation: @escaping @Sendable () async throws -> Void) async throws {
+        if let running { return try await running.value }
+        let task = Task { try await operation() }
+        running = task
+        defer { running = nil }
+        try await task.value
     }
 }

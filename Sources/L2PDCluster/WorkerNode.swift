@@ -16,6 +16,8 @@ public final class WorkerNode: @unchecked Sendable {
     private let threads: Int
     private var stage: Stage?
     private var assigned: Range<Int>?
+    /// The challenge of the coordinator's last `hello`, which its `shard_assignment` must prove.
+    private var challenge: UInt64 = 0
     private let log: @Sendable (String) -> Void
     private let cacheLimits: CacheLimits
 
@@ -64,15 +66,23 @@ public final class WorkerNode: @unchecked Sendable {
             encode(Frame(requestID: frame.requestID, step: frame.step, message: message))
         }
         switch frame.message {
-        case .hello:
-            return reply(.hello(Hello(role: .worker, modelFingerprint: fingerprint, name: describe())))
+        case .hello(let hello):
+            // The fingerprint never leaves the worker: a coordinator's hello carries a challenge,
+            // answered with a proof that this worker holds the model.
+            guard hello.role == .coordinator, hello.modelFingerprint != 0 else {
+                return reply(.hello(Hello(role: .worker, modelFingerprint: 0, name: describe())))
+            }
+            challenge = hello.modelFingerprint
+            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+            return reply(.hello(Hello(role: .worker, modelFingerprint: proof, name: describe())))
         case .shardAssignment(let assignment):
-            guard assignment.modelFingerprint == fingerprint else {
+            guard challenge != 0, assignment.modelFingerprint == IdentityProof.coordinator(fingerprint: fingerprint, challenge: challenge)
+            else {
                 return reply(
                     .error(
                         ErrorReport(
                             .fingerprintMismatch,
-                            text: "worker \(name) holds model \(hex(fingerprint)), assignment names \(hex(assignment.modelFingerprint))")))
+                            text: "worker \(name): the assignment does not prove the same model (send hello with a challenge first)")))
             }
             guard assignment.totalLayers == checkpoint.config.layers else {
                 return reply(
@@ -93,7 +103,8 @@ public final class WorkerNode: @unchecked Sendable {
             } else {
                 stage?.releaseAll()
             }
-            return reply(.hello(Hello(role: .worker, modelFingerprint: fingerprint, name: describe())))
+            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+            return reply(.hello(Hello(role: .worker, modelFingerprint: proof, name: describe())))
         case .forward(let request):
             guard let stage else { return reply(.error(ErrorReport(.notAssigned, text: "worker \(name) has no layer range yet"))) }
             do {

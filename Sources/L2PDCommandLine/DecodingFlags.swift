@@ -9,7 +9,9 @@ public enum DecodingFlags {
             shown: DecodingParameters.defaultPolicy),
         .option("gen-length", "N", "Answer canvas length in tokens.", shown: "\(DecodingParameters.defaultGenLength)"),
         .option("block-length", "N", "Semi-autoregressive block length.", shown: "\(DecodingParameters.defaultBlockLength)"),
-        .option("steps", "N", "Total step budget, 1 to gen length (the baseline commits gen-length/steps tokens per step).", shown: "gen length"),
+        .option(
+            "steps", "N", "Total step budget, 1 to gen length (the baseline commits gen-length/steps tokens per step).", shown: "gen length"
+        ),
         .option("cache", "MODE", "K/V cache: none, prefix or dual.", shown: "none"),
         .flag("eotp", "End-of-text prediction: drop everything after a predicted end-of-text."),
         .option("eotp-gate", "P", "Only truncate when the end-of-text confidence is at least P, in [0, 1]."),

@@ -145,7 +145,8 @@ public enum StageError: Error, Equatable, CustomStringConvertible {
         case .duplicateSequence(let id):
             return "sequence \(id) appears twice in one batch"
         case .cacheEvicted(let id, let sequences, let bytes):
-            return "sequence \(id): its K/V cache was dropped to stay within \(sequences) cached sequences and \(bytes >> 20) MiB (least recently used first)"
+            return
+                "sequence \(id): its K/V cache was dropped to stay within \(sequences) cached sequences and \(bytes >> 20) MiB (least recently used first)"
         }
     }
 }

@@ -11,7 +11,8 @@ enum DecodingOptions {
     static let specs: [OptionSpec] =
         DecodingFlags.specs + [
             .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
-            .option("filter", "FILE", "Learn2PD filter (safetensors) for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
+            .option(
+                "filter", "FILE", "Learn2PD filter (safetensors) for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
             .option("threads", "N", "Compute threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
         ]
 

@@ -1,6 +1,6 @@
 import Foundation
-import L2PDCommandLine
 import L2PDCluster
+import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
 import L2PDTasks

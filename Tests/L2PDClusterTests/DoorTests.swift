@@ -161,7 +161,8 @@ enum BoundaryValues {
                 if status != 200 { refused += 1 }
                 // The doors agree on what is valid (`stream` and `max_tokens` exist only over HTTP, `raw` only over nng).
                 if status != 413 && !["stream", "max_tokens", "raw"].contains(field) {
-                    #expect((status == 400) == (object["kind"] != nil), "\(shown): HTTP \(status) \(text.prefix(160)) nng \(nng.prefix(160))")
+                    #expect(
+                        (status == 400) == (object["kind"] != nil), "\(shown): HTTP \(status) \(text.prefix(160)) nng \(nng.prefix(160))")
                 }
             }
             #expect(try await offPool { try service.healthy() }, "health after \(field)")
@@ -192,8 +193,14 @@ enum BoundaryValues {
             ("truncated body", Array("POST /v1/completions HTTP/1.1\r\nContent-Length: 10\r\n\r\n{\"pro".utf8), 408),
             ("prompt over the limit", post(Array("{\"prompt\": \"\(String(repeating: "7", count: 5000))\"}".utf8)), 400),
             ("body over the limit", post(Array("{\"prompt\": \"\(String(repeating: "7", count: 50_000))\"}".utf8)), 413),
-            ("chat without a user", post(Array(#"{"messages": [{"role": "system", "content": "x"}]}"#.utf8), path: "/v1/chat/completions"), 400),
-            ("chat with an unknown role", post(Array(#"{"messages": [{"role": "robot", "content": "x"}]}"#.utf8), path: "/v1/chat/completions"), 400),
+            (
+                "chat without a user",
+                post(Array(#"{"messages": [{"role": "system", "content": "x"}]}"#.utf8), path: "/v1/chat/completions"), 400
+            ),
+            (
+                "chat with an unknown role",
+                post(Array(#"{"messages": [{"role": "robot", "content": "x"}]}"#.utf8), path: "/v1/chat/completions"), 400
+            ),
             ("unknown path", Array("GET /v2/everything HTTP/1.1\r\nConnection: close\r\n\r\n".utf8), 404),
             ("wrong method", Array("PUT /v1/completions HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8), 405),
             ("HTTP/2 request line", Array("GET /health HTTP/2.0\r\n\r\n".utf8), 505),
@@ -221,7 +228,9 @@ enum BoundaryValues {
         let small = #"{"prompt": "What is 3 + 4?", "policy": "threshold", "gen_length": 32, "block_length": 32}"#
         let results = try await withThrowingTaskGroup(of: (Bool, Int).self) { group in
             for _ in 0..<16 {
-                group.addTask { (false, try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: megabyte).0 }) }
+                group.addTask {
+                    (false, try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: megabyte).0 })
+                }
             }
             group.addTask { (true, try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: small).0 }) }
             var out: [(Bool, Int)] = []
@@ -238,19 +247,24 @@ enum BoundaryValues {
     }
 }
 
-/// A worker that speaks the protocol but answers forwards with whatever `readout` makes.
+/// A worker that speaks the protocol but answers forwards with whatever `readout` makes. It
+/// holds the model (answers the handshake with real proofs) unless `echoes`: then it behaves
+/// like a process squatting a worker's port, echoing whatever identity it is sent.
 final class FakeWorker: @unchecked Sendable {
     let url: String
     private let socket: PairSocket
     private let fingerprint: UInt64
+    private let echoes: Bool
     private let readout: @Sendable (SequenceForward) -> Readout
     private let stopped = NSLock()
     private var stop = false
+    private var challenge: UInt64 = 0
 
-    init(fingerprint: UInt64, readout: @escaping @Sendable (SequenceForward) -> Readout) throws {
+    init(fingerprint: UInt64, echoes: Bool = false, readout: @escaping @Sendable (SequenceForward) -> Readout) throws {
         url = "tcp://127.0.0.1:\(45_000 + Int.random(in: 0..<5_000))"
         socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
         self.fingerprint = fingerprint
+        self.echoes = echoes
         self.readout = readout
         Thread.detachNewThread { [self] in serve() }
     }
@@ -265,9 +279,16 @@ final class FakeWorker: @unchecked Sendable {
             guard let bytes = try? socket.receive(timeout: 0.2), let frame = try? Frame.decode(bytes) else { continue }
             let message: Message
             switch frame.message {
-            case .hello, .shardAssignment: message = .hello(Hello(role: .worker, modelFingerprint: fingerprint, name: "fake"))
+            case .hello(let hello):
+                challenge = hello.modelFingerprint
+                let answer = echoes ? challenge : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+                message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
+            case .shardAssignment(let assignment):
+                let answer = echoes ? assignment.modelFingerprint : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+                message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
             case .forward(let request):
-                message = .readout(ReadoutReply(sequences: request.batch.map { SequenceReadout(sequenceID: $0.sequenceID, readout: readout($0)) }))
+                message = .readout(
+                    ReadoutReply(sequences: request.batch.map { SequenceReadout(sequenceID: $0.sequenceID, readout: readout($0)) }))
             case .releaseCache(let ids): message = .releaseCache(ids)
             default: continue
             }
@@ -279,6 +300,36 @@ final class FakeWorker: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct WorkerReplyTests {
+    /// A process that echoes the identity it is sent (as one squatting a dead worker's port
+    /// would) is refused by name: the coordinator never sends the fingerprint it must prove.
+    @Test func aPortSquatterThatEchoesIsRefusedByName() async throws {
+        let directory = try #require(DefaultModel.directory)
+        let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+        let fingerprint = try ModelFingerprint.of(directory: directory)
+        let squatter = try FakeWorker(fingerprint: 0, echoes: true) { s in
+            Readout(positions: s.readPositions, tokens: s.readPositions.map { _ in 5 }, confidences: s.readPositions.map { _ in 0.5 })
+        }
+        defer { squatter.close() }
+        let pipeline = try NetworkPipeline(
+            config: config, fingerprint: fingerprint, workers: [WorkerEndpoint(url: squatter.url, layers: 0..<config.layers)],
+            timeout: 10)
+        defer { pipeline.close() }
+        var message = ""
+        for _ in 0..<50 {
+            do {
+                try await pipeline.connect()
+                message = "accepted"
+                break
+            } catch {
+                message = String(describing: error)
+                if !message.contains("unreachable") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(message.contains("could not prove it holds model"), "\(message)")
+        #expect(message.contains(squatter.url))
+    }
+
     /// Malformed readouts from a worker fail only their request, with an error naming the
     /// worker; nothing of them reaches an answer.
     @Test func malformedReadoutsFailTheRequestNamingTheWorker() async throws {
@@ -288,11 +339,39 @@ final class FakeWorker: @unchecked Sendable {
         let n: @Sendable (SequenceForward) -> Int = { $0.readPositions.count }
         let bad: [(String, @Sendable (SequenceForward) -> Readout)] = [
             ("zero positions", { _ in Readout(positions: [], tokens: [], confidences: []) }),
-            ("token outside the vocabulary", { s in Readout(positions: s.readPositions, tokens: Array(repeating: 1_000_000, count: n(s)), confidences: Array(repeating: 0.5, count: n(s))) }),
-            ("negative token", { s in Readout(positions: s.readPositions, tokens: Array(repeating: -3, count: n(s)), confidences: Array(repeating: 0.5, count: n(s))) }),
-            ("NaN confidence", { s in Readout(positions: s.readPositions, tokens: Array(repeating: 5, count: n(s)), confidences: Array(repeating: .nan, count: n(s))) }),
+            (
+                "token outside the vocabulary",
+                { s in
+                    Readout(
+                        positions: s.readPositions, tokens: Array(repeating: 1_000_000, count: n(s)),
+                        confidences: Array(repeating: 0.5, count: n(s)))
+                }
+            ),
+            (
+                "negative token",
+                { s in
+                    Readout(
+                        positions: s.readPositions, tokens: Array(repeating: -3, count: n(s)),
+                        confidences: Array(repeating: 0.5, count: n(s)))
+                }
+            ),
+            (
+                "NaN confidence",
+                { s in
+                    Readout(
+                        positions: s.readPositions, tokens: Array(repeating: 5, count: n(s)),
+                        confidences: Array(repeating: .nan, count: n(s)))
+                }
+            ),
             ("too few tokens", { s in Readout(positions: s.readPositions, tokens: [5], confidences: [0.5]) }),
-            ("other positions", { s in Readout(positions: s.readPositions.map { $0 + 1 }, tokens: Array(repeating: 5, count: n(s)), confidences: Array(repeating: 0.5, count: n(s))) }),
+            (
+                "other positions",
+                { s in
+                    Readout(
+                        positions: s.readPositions.map { $0 + 1 }, tokens: Array(repeating: 5, count: n(s)),
+                        confidences: Array(repeating: 0.5, count: n(s)))
+                }
+            ),
         ]
         var sent = 0
         for (name, make) in bad {

@@ -146,9 +146,13 @@ func matchesTheReferenceDecoder(stages: [Range<Int>]) async throws {
     #expect(throws: GenerationError.unknownPolicy("fastest")) { try PolicyFactory.make("fastest") }
     var settings = PolicyFactory.Settings()
     settings.threshold = 1.5
-    #expect(throws: GenerationError.invalidParameter(name: "threshold", value: "1.5", expected: "in (0, 1]")) { try PolicyFactory.make("threshold", settings: settings) }
+    #expect(throws: GenerationError.invalidParameter(name: "threshold", value: "1.5", expected: "in (0, 1]")) {
+        try PolicyFactory.make("threshold", settings: settings)
+    }
     settings.threshold = 0
-    #expect(throws: GenerationError.invalidParameter(name: "threshold", value: "0.0", expected: "in (0, 1]")) { try PolicyFactory.make("threshold", settings: settings) }
+    #expect(throws: GenerationError.invalidParameter(name: "threshold", value: "0.0", expected: "in (0, 1]")) {
+        try PolicyFactory.make("threshold", settings: settings)
+    }
     #expect(throws: GenerationError.missingFilter) { try PolicyFactory.make("learn2pd") }
 }
 
