@@ -160,10 +160,10 @@ public struct HTTPAPI: Sendable {
         do {
             if chat {
                 let parsed = try JSONDecoder().decode(ChatCompletionBody.self, from: Data(body))
-                return (try parsed.request(), parsed.stream ?? false)
+                return (try parsed.request(), parsed.options.stream ?? false)
             }
             let parsed = try JSONDecoder().decode(CompletionBody.self, from: Data(body))
-            return (parsed.request, parsed.stream ?? false)
+            return (parsed.request, parsed.options.stream ?? false)
         } catch let error as RequestError {
             throw error
         } catch {

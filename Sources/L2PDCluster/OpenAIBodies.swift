@@ -2,46 +2,61 @@ import Foundation
 import L2PDDecoding
 import L2PDEngine
 
-/// `POST /v1/completions`: the prompt is sent as is (no chat format). Beside the OpenAI fields
-/// it takes every decoding field of `DecodingParameters`, flat; `max_tokens` stands for
-/// `gen_length` when that is absent. Unknown fields are ignored; known ones are strictly typed.
-public struct CompletionBody: Sendable, Codable, Equatable {
-    public var prompt: String
+/// The OpenAI fields both completion routes read besides their prompt: `stream`, and
+/// `max_tokens`, which stands for `gen_length` when that is absent.
+public struct CompletionOptions: Sendable, Codable, Equatable {
     public var stream: Bool? = nil
     public var maxTokens: Int? = nil
+
+    public init(stream: Bool? = nil, maxTokens: Int? = nil) {
+        self.stream = stream
+        self.maxTokens = maxTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case stream
+        case maxTokens = "max_tokens"
+    }
+
+    /// The decoding parameters with `max_tokens` applied.
+    func applied(to parameters: DecodingParameters) -> DecodingParameters {
+        var p = parameters
+        p.genLength = p.genLength ?? maxTokens
+        return p
+    }
+}
+
+/// `POST /v1/completions`: the prompt is sent as is (no chat format). Beside the OpenAI fields
+/// it takes every decoding field of `DecodingParameters`, flat. Unknown fields are ignored;
+/// known ones are strictly typed.
+public struct CompletionBody: Sendable, Codable, Equatable {
+    public var prompt: String
+    public var options = CompletionOptions()
     public var parameters = DecodingParameters()
 
     public init(prompt: String, stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
         self.prompt = prompt
-        self.stream = stream
+        self.options = CompletionOptions(stream: stream)
         self.parameters = parameters
     }
 
-    enum CodingKeys: String, CodingKey {
-        case prompt, stream
-        case maxTokens = "max_tokens"
-    }
+    enum CodingKeys: String, CodingKey { case prompt }
 
     public init(from decoder: any Swift.Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        prompt = try c.decode(String.self, forKey: .prompt)
-        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
-        maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens)
+        prompt = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .prompt)
+        options = try CompletionOptions(from: decoder)
         parameters = try DecodingParameters(from: decoder)
     }
 
     public func encode(to encoder: any Swift.Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(prompt, forKey: .prompt)
-        try c.encodeIfPresent(stream, forKey: .stream)
-        try c.encodeIfPresent(maxTokens, forKey: .maxTokens)
+        try options.encode(to: encoder)
         try parameters.encode(to: encoder)
     }
 
     public var request: GenerationRequest {
-        var parameters = self.parameters
-        parameters.genLength = parameters.genLength ?? maxTokens
-        return GenerationRequest(prompt: prompt, raw: true, parameters: parameters)
+        GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters))
     }
 }
 
@@ -59,34 +74,27 @@ public struct ChatMessage: Sendable, Codable, Equatable {
 /// same extra fields as `CompletionBody`.
 public struct ChatCompletionBody: Sendable, Codable, Equatable {
     public var messages: [ChatMessage]
-    public var stream: Bool? = nil
-    public var maxTokens: Int? = nil
+    public var options = CompletionOptions()
     public var parameters = DecodingParameters()
 
     public init(messages: [ChatMessage], stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
         self.messages = messages
-        self.stream = stream
+        self.options = CompletionOptions(stream: stream)
         self.parameters = parameters
     }
 
-    enum CodingKeys: String, CodingKey {
-        case messages, stream
-        case maxTokens = "max_tokens"
-    }
+    enum CodingKeys: String, CodingKey { case messages }
 
     public init(from decoder: any Swift.Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        messages = try c.decode([ChatMessage].self, forKey: .messages)
-        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
-        maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens)
+        messages = try decoder.container(keyedBy: CodingKeys.self).decode([ChatMessage].self, forKey: .messages)
+        options = try CompletionOptions(from: decoder)
         parameters = try DecodingParameters(from: decoder)
     }
 
     public func encode(to encoder: any Swift.Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(messages, forKey: .messages)
-        try c.encodeIfPresent(stream, forKey: .stream)
-        try c.encodeIfPresent(maxTokens, forKey: .maxTokens)
+        try options.encode(to: encoder)
         try parameters.encode(to: encoder)
     }
 
@@ -98,8 +106,6 @@ public struct ChatCompletionBody: Sendable, Codable, Equatable {
         guard let last = messages.last(where: { $0.role == "user" }) else {
             throw RequestError("\"messages\" holds no user message")
         }
-        var parameters = self.parameters
-        parameters.genLength = parameters.genLength ?? maxTokens
-        return GenerationRequest(prompt: last.content, raw: false, parameters: parameters)
+        return GenerationRequest(prompt: last.content, raw: false, parameters: options.applied(to: parameters))
     }
 }

@@ -10,6 +10,16 @@ import Testing
 
 @testable import L2PDCluster
 
+/// Retries `operation` while the workers start (up to about 15 s), then gives its last error.
+func retrying(_ operation: () async throws -> Void) async throws {
+    for attempt in 0..<150 {
+        do { return try await operation() } catch {
+            if attempt == 149 { throw error }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
 /// A coordinator with two real worker processes, its nng door and its HTTP door.
 final class LiveService: @unchecked Sendable {
     let workers: WorkerProcesses
@@ -25,21 +35,13 @@ final class LiveService: @unchecked Sendable {
         workers = try WorkerProcesses(count: 2)
         let endpoints = zip(workers.urls, LayerPlan.even(layers: config.layers, stages: 2)).map { WorkerEndpoint(url: $0, layers: $1) }
         let filter = try DefaultModel.filter.map { try FilterNetwork(contentsOf: $0) }
-        coordinator = try Coordinator(
+        let coordinator = try Coordinator(
             modelDirectory: directory, workers: endpoints, filter: filter, timeout: 30,
             limits: AdmissionLimits(concurrent: 4, queued: 64), requestLimits: requestLimits)
-        for attempt in 0..<150 {
-            do {
-                try await coordinator.connect()
-                break
-            } catch {
-                if attempt == 149 { throw error }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
+        try await retrying { try await coordinator.connect() }
+        self.coordinator = coordinator
         nngURL = "tcp://127.0.0.1:\(50_000 + Int.random(in: 0..<10_000))"
         replyServer = try ReplyServer(listening: nngURL)
-        let coordinator = self.coordinator
         let server = replyServer
         Thread.detachNewThread { try? coordinator.serve(on: server) }
         http = try HTTPServer(url: "http://127.0.0.1:0", limits: httpLimits)
@@ -386,15 +388,7 @@ final class FakeWorker: @unchecked Sendable {
             let pipeline = try NetworkPipeline(
                 config: config, fingerprint: fingerprint, workers: [WorkerEndpoint(url: fake.url, layers: 0..<config.layers)], timeout: 10)
             defer { pipeline.close() }
-            for attempt in 0..<100 {
-                do {
-                    try await pipeline.connect()
-                    break
-                } catch {
-                    if attempt == 99 { throw error }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            try await retrying { try await pipeline.connect() }
             let decoder = Decoder(pipeline: pipeline)
             var options = GenerationOptions()
             options.genLength = 32
