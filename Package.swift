@@ -56,6 +56,7 @@ let package = Package(
         ),
         .testTarget(name: "L2PDCommandLineTests", dependencies: ["L2PDCommandLine", "L2PDDecoding"]),
         .testTarget(name: "L2PDTransportTests", dependencies: ["L2PDTransport"]),
+        .testTarget(name: "L2PDEngineTests", dependencies: ["L2PDEngine", "L2PDDecoding"]),
         .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
         .testTarget(
             name: "L2PDModelTests",

@@ -51,9 +51,15 @@ public struct RequestLimits: Sendable, Equatable {
 
     public init(maxPromptBytes: Int = 64 << 10, maxBodyBytes: Int? = nil) {
         self.maxPromptBytes = max(1, maxPromptBytes)
-        // Room for the prompt escaped in JSON (up to 6 bytes per byte) and the other fields.
-        self.maxBodyBytes = max(1, maxBodyBytes ?? (6 * self.maxPromptBytes + (16 << 10)))
+        // Room for the prompt escaped in JSON (up to 6 bytes per byte) and the other fields,
+        // saturating at Int.max for an unbounded prompt.
+        let (escaped, overflow) = self.maxPromptBytes.multipliedReportingOverflow(by: 6)
+        let (body, overflowAgain) = escaped.addingReportingOverflow(16 << 10)
+        self.maxBodyBytes = max(1, maxBodyBytes ?? (overflow || overflowAgain ? Int.max : body))
     }
+
+    /// No bound on the prompt (the command line, where the user runs the model themselves).
+    public static let unbounded = RequestLimits(maxPromptBytes: .max)
 
     public func check(prompt: String) throws {
         let bytes = prompt.utf8.count

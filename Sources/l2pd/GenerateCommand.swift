@@ -86,7 +86,7 @@ struct GenerateCommand: Command {
         let request = try DecodingOptions.request(o, prompt: prompt)
         let generator = try DecodingOptions.generator(o)
         let options = try request.validated(
-            limits: RequestLimits(maxPromptBytes: Int.max), maxSequenceLength: generator.decoder.pipeline.config.maxSequenceLength,
+            limits: .unbounded, maxSequenceLength: generator.decoder.pipeline.config.maxSequenceLength,
             filter: try ModelLocator.filter(o.string("filter")))
         var onStep: (@Sendable (StepEvent) -> Void)? = nil
         if o.has("visualize") {

@@ -217,6 +217,17 @@ enum BoundaryValues {
             let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
             #expect((object?["error"] as? [String: Any])?["message"] is String, "\(name): \(text.prefix(200))")
         }
+        // The same kinds of bodies over nng: each gets an invalid-request reply.
+        let nngBodies: [(String, [UInt8])] = [
+            ("invalid UTF-8", [123, 34, 112, 114, 111, 109, 112, 116, 34, 58, 34, 0xff, 0xfe, 34, 125]),
+            ("deep nesting", Array("{\"prompt\": \"hi\", \"x\": \(deep)}".utf8)), ("truncated", Array(#"{"prompt": "hi"#.utf8)),
+            ("empty", []), ("not an object", Array("[1, 2]".utf8)), ("null prompt", Array(#"{"prompt": null}"#.utf8)),
+        ]
+        for (name, bytes) in nngBodies {
+            let reply = try await offPool { try RequestSocket(dialing: service.nngURL).request(bytes, timeout: 30) }
+            let kind = try? JSONDecoder().decode([String: String].self, from: Data(reply))["kind"]
+            #expect(kind == ErrorClass.invalidRequest.rawValue, "nng \(name): \(String(decoding: reply, as: UTF8.self))")
+        }
         #expect(try await offPool { try service.healthy() })
     }
 
