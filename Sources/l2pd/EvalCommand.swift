@@ -34,7 +34,7 @@ struct EvalCommand: Command {
             guard let g = Int($0), g > 0 else { throw UsageError("--gen-length expects positive integers, got '\($0)'") }
             return g
         }
-        plan.blockLength = try o.positiveInt("block-length")!
+        plan.blockLength = try o.positiveInt("block-length") ?? DecodingParameters.defaultBlockLength
         plan.settings = try DecodingOptions.settings(o)
         plan.eotpGate = try o.double("eotp-gate").map(Float.init)
         let families = try o.list("task").map {
