@@ -24,7 +24,7 @@ public struct AdmissionLimits: Sendable, Equatable {
 
 /// Decoding slots: `admit` takes one or waits in a bounded line for one, `leave` hands it on.
 public actor AdmissionGate {
-    public let limits: AdmissionLimits
+    public nonisolated let limits: AdmissionLimits
     public private(set) var running = 0
     public private(set) var refused = 0
     private var line: [CheckedContinuation<Void, Never>] = []
@@ -69,14 +69,15 @@ public struct CoordinatorCounters: Sendable, Equatable, Codable {
     public var batchedSequences = 0
 }
 
-/// The coordinator: owns requests, the unmask policy and EoTP, and drives the workers through
-/// a `NetworkPipeline` with the same decoder as single-process mode. Holds no weights: only
-/// the model's config and tokenizer. Decodes up to `limits.concurrent` requests at once; their
+/// The coordinator: owns requests, the unmask policy and EoTP, and drives a `ServingPipeline`
+/// with the same decoder as single-process mode: the workers of a cluster (`NetworkPipeline`,
+/// holding no weights, only the model's config and tokenizer) or the whole model in this
+/// process (`l2pd serve`). Decodes up to `limits.concurrent` requests at once; in a cluster their
 /// forward passes occupy different stages at the same time (pipelining).
 public actor Coordinator {
-    public nonisolated let pipeline: NetworkPipeline
+    public nonisolated let pipeline: any ServingPipeline
     public let batching: BatchingPipeline
-    public let limits: AdmissionLimits
+    public nonisolated let limits: AdmissionLimits
     private let generator: TextGenerator
     private let filter: FilterNetwork?
     private let gate: AdmissionGate
@@ -84,21 +85,32 @@ public actor Coordinator {
     private var nextSequenceID: UInt64 = 1
     private var counters = CoordinatorCounters()
 
+    /// Serves through `pipeline`: a cluster's workers, or the whole model in this process.
+    public init(
+        pipeline: any ServingPipeline, tokenizer: Tokenizer, filter: FilterNetwork?, limits: AdmissionLimits = AdmissionLimits(),
+        requestLimits: RequestLimits = RequestLimits()
+    ) {
+        self.pipeline = pipeline
+        // Forwards of concurrent requests leave together once enough batches are in flight.
+        batching = BatchingPipeline(pipeline, maxInFlight: limits.batchesInFlight ?? 2 * max(1, pipeline.workerCount))
+        generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
+        self.filter = filter
+        self.limits = limits
+        self.requestLimits = requestLimits
+        gate = AdmissionGate(limits: limits)
+    }
+
+    /// A cluster coordinator: the model's config and tokenizer from `modelDirectory` (never its
+    /// weights), the workers' layers over nng.
     public init(
         modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
         limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits()
     ) throws {
         let config = try ModelConfig.load(from: modelDirectory.appendingPathComponent("config.json"))
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
-        pipeline = try NetworkPipeline(
+        let network = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
-        // Forwards of concurrent requests leave together once enough batches are in flight.
-        batching = BatchingPipeline(pipeline, maxInFlight: limits.batchesInFlight ?? 2 * workers.count)
-        generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
-        self.filter = filter
-        self.limits = limits
-        self.requestLimits = requestLimits
-        gate = AdmissionGate(limits: limits)
+        self.init(pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits)
     }
 
     /// Greets every worker and assigns its layers; fails naming the first worker that cannot serve.
@@ -212,7 +224,7 @@ public actor Coordinator {
 
 /// A request refused because the coordinator is decoding and queueing all it may.
 public struct CoordinatorBusy: ClassifiedError, Sendable {
-    public let limits: AdmissionLimits
+    public nonisolated let limits: AdmissionLimits
     public var errorClass: ErrorClass { .busy }
     public var description: String {
         "busy: \(limits.concurrent) requests decoding and \(limits.queued) waiting; try again later"

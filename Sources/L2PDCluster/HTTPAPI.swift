@@ -173,7 +173,7 @@ public struct HTTPAPI: Sendable {
 
     func health() async -> HTTPResponse {
         let connected = coordinator.pipeline.connectedWorkers
-        let total = coordinator.pipeline.workers.count
+        let total = coordinator.pipeline.workerCount
         return json(
             ["status": connected == total ? "ok" : "degraded", "workers": total, "workers_connected": connected],
             status: connected == total ? 200 : 503)

@@ -25,6 +25,27 @@ public struct ClusterError: ClassifiedError, Sendable {
     }
 }
 
+/// What a coordinator serves through: the decoder's `Pipeline` plus what `/health` and
+/// `/metrics` report. A cluster's `NetworkPipeline`, or an `InProcessPipeline` (no workers).
+public protocol ServingPipeline: Pipeline {
+    /// Workers behind the pipeline (0 when the model runs in this process).
+    var workerCount: Int { get }
+    /// Workers with a live connection now.
+    var connectedWorkers: Int { get }
+    var statistics: WireStatistics { get }
+    /// Readies every stage (greets and assigns workers); fails naming the first that cannot serve.
+    func connect() async throws
+    func close()
+}
+
+extension InProcessPipeline: ServingPipeline {
+    public var workerCount: Int { 0 }
+    public var connectedWorkers: Int { 0 }
+    public var statistics: WireStatistics { WireStatistics() }
+    public func connect() async throws {}
+    public func close() {}
+}
+
 /// Traffic and time of the forward passes so far.
 public struct WireStatistics: Sendable, Equatable, Codable {
     public var forwards = 0
@@ -41,7 +62,7 @@ public struct WireStatistics: Sendable, Equatable, Codable {
 /// The `Pipeline` of a cluster: the coordinator relays each forward pass through the workers
 /// in layer order (tokens to the first, hidden states onwards, the readout back from the last).
 /// A worker that (re)connects is greeted and assigned its layers before its next frame.
-public final class NetworkPipeline: Pipeline, @unchecked Sendable {
+public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     // @unchecked: mutable state (`assignedConnection`, counters, statistics) is guarded by `lock`.
     public let config: ModelConfig
     public let workers: [WorkerEndpoint]
@@ -67,6 +88,7 @@ public final class NetworkPipeline: Pipeline, @unchecked Sendable {
     }
 
     public var statistics: WireStatistics { lock.withLock { wire } }
+    public var workerCount: Int { workers.count }
 
     /// Workers with a live connection now.
     public var connectedWorkers: Int { sockets.filter(\.isConnected).count }

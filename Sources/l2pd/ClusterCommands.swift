@@ -60,46 +60,87 @@ struct WorkerCommand: Command {
     }
 }
 
-struct CoordinatorCommand: Command {
-    static let path = ["coordinator"]
-    static let summary = "Connect to the workers of a cluster file and serve generation requests."
-    static let options: [OptionSpec] = [
-        .option(
-            "cluster", "FILE", "Cluster description (JSON: model, listen, workers with urls and layers).", default: "cluster/local-2.json"),
+/// The flags of a serving process (`l2pd coordinator`, `l2pd serve`), declared once.
+enum ServingOptions {
+    static let specs: [OptionSpec] = [
         .option("filter", "FILE", "Learn2PD filter for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
-        .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
-        .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
-        .option("max-concurrent", "N", "Requests decoded at once (their forward passes pipeline through the workers).", default: "8"),
-        .option(
-            "http", "URL", "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics); none: off.",
-            default: "http://127.0.0.1:7780"),
+        .option("max-concurrent", "N", "Requests decoded at once (their forward passes are batched).", default: "8"),
+        .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
         .option(
             "batches-in-flight", "N", "Forward batches in flight at once; more waiting forwards leave together as one batch.",
             shown: "2 per worker"),
-        .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
+        .option(
+            "http", "URL", "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics); none: off.",
+            default: "http://127.0.0.1:7780"),
         .option("max-prompt-bytes", "N", "Largest prompt in UTF-8 bytes, refused before tokenizing.", default: "65536"),
         .option("max-connections", "N", "Open HTTP connections at most; beyond that a connection gets 503.", default: "256"),
         .option("idle-timeout", "SECONDS", "HTTP keep-alive connections idle this long are closed.", default: "30"),
         .option("header-timeout", "SECONDS", "An HTTP request must arrive whole within this time of its first byte.", default: "10"),
     ]
 
+    static func admission(_ o: ParsedOptions) throws -> AdmissionLimits {
+        AdmissionLimits(
+            concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!,
+            batchesInFlight: try o.positiveInt("batches-in-flight"))
+    }
+
+    static func requests(_ o: ParsedOptions) throws -> RequestLimits {
+        RequestLimits(maxPromptBytes: try o.positiveInt("max-prompt-bytes")!)
+    }
+
+    static func http(_ o: ParsedOptions) throws -> HTTPServer.Limits {
+        var limits = HTTPServer.Limits()
+        limits.maxConnections = try o.positiveInt("max-connections")!
+        limits.idleSeconds = try o.double("idle-timeout")!
+        limits.requestSeconds = try o.double("header-timeout")!
+        guard limits.idleSeconds > 0, limits.requestSeconds > 0 else { throw UsageError("timeouts must be positive") }
+        return limits
+    }
+
+    /// Opens the HTTP API (unless `none`) and the nng request/reply socket (unless nil), then
+    /// serves until a stop signal.
+    static func serve(_ coordinator: Coordinator, _ o: ParsedOptions, listen: String?, modelName: String, role: String) async throws {
+        var http: HTTPServer? = nil
+        if let address = o.string("http"), address != "none" {
+            let server = try HTTPServer(url: address, limits: try Self.http(o))
+            try HTTPAPI(coordinator: coordinator, modelName: modelName).install(on: server)
+            try server.start()
+            printError("\(role): HTTP API on \(address)")
+            http = server
+        }
+        defer { http?.stop() }
+        StopSignals.install(role)
+        let limits = coordinator.limits
+        guard let listen else {
+            printError("\(role): ready (\(limits.concurrent) at once, \(limits.queued) queued)")
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        let server = try ReplyServer(listening: listen, maxMessageBytes: max(4 << 20, coordinator.requestLimits.maxBodyBytes))
+        printError("\(role): listening on \(listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
+        try await Blocking.run { try coordinator.serve(on: server) }
+    }
+}
+
+struct CoordinatorCommand: Command {
+    static let path = ["coordinator"]
+    static let summary = "Connect to the workers of a cluster file and serve generation requests."
+    static let options: [OptionSpec] =
+        [
+            .option(
+                "cluster", "FILE", "Cluster description (JSON: model, listen, workers with urls and layers).",
+                default: "cluster/local-2.json"),
+            .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
+            .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
+        ] + ServingOptions.specs
+
     static func run(_ o: ParsedOptions) async throws {
-        let inFlight = try o.positiveInt("batches-in-flight")
-        let requestLimits = RequestLimits(maxPromptBytes: try o.positiveInt("max-prompt-bytes")!)
-        var httpLimits = HTTPServer.Limits()
-        httpLimits.maxConnections = try o.positiveInt("max-connections")!
-        httpLimits.idleSeconds = try o.double("idle-timeout")!
-        httpLimits.requestSeconds = try o.double("header-timeout")!
-        guard httpLimits.idleSeconds > 0, httpLimits.requestSeconds > 0 else { throw UsageError("timeouts must be positive") }
-        let limits = AdmissionLimits(
-            concurrent: try o.positiveInt("max-concurrent")!, queued: try o.nonNegativeInt("queue")!, batchesInFlight: inFlight)
         let description = try ClusterDescription.load(URL(fileURLWithPath: o.string("cluster")!))
         let directory = try ModelLocator.directory(description.model == "default" ? nil : description.model)
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
         let workers = try description.endpoints(layers: config.layers)
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
-            timeout: try o.double("timeout")!, limits: limits, requestLimits: requestLimits)
+            timeout: try o.double("timeout")!, limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o))
         let deadline = Date().addingTimeInterval(try o.double("connect-timeout")!)
         while true {
             do {
@@ -111,20 +152,33 @@ struct CoordinatorCommand: Command {
             }
         }
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
-        var http: HTTPServer? = nil
-        if let address = o.string("http"), address != "none" {
-            let server = try HTTPServer(url: address, limits: httpLimits)
-            try HTTPAPI(coordinator: coordinator, modelName: directory.lastPathComponent).install(on: server)
-            try server.start()
-            printError("coordinator: HTTP API on \(address)")
-            http = server
-        }
-        defer { http?.stop() }
-        let server = try ReplyServer(listening: description.listen, maxMessageBytes: max(4 << 20, requestLimits.maxBodyBytes))
-        StopSignals.install("coordinator")
-        printError(
-            "coordinator: listening on \(description.listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
-        try await Blocking.run { try coordinator.serve(on: server) }
+        try await ServingOptions.serve(
+            coordinator, o, listen: description.listen, modelName: directory.lastPathComponent, role: "coordinator")
+    }
+}
+
+/// `l2pd serve`: the coordinator's admission, batching and HTTP API over the whole model in
+/// this process: one command, no workers.
+struct ServeCommand: Command {
+    static let path = ["serve"]
+    static let summary = "Serve the model from this process: OpenAI-compatible HTTP API (and nng requests), no workers."
+    static let options: [OptionSpec] =
+        [
+            .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
+            .option("threads", "N", "Compute threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
+            .option("listen", "URL", "Also answer JSON requests over nng here (as a coordinator does); none: off.", default: "none"),
+        ] + ServingOptions.specs
+
+    static func run(_ o: ParsedOptions) async throws {
+        let directory = try ModelLocator.directory(o.string("model"))
+        let bundle = try ModelBundle(directory: directory)
+        let pipeline = try InProcessPipeline(checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!)
+        let coordinator = Coordinator(
+            pipeline: pipeline, tokenizer: bundle.tokenizer, filter: try ModelLocator.filter(o.string("filter")),
+            limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o))
+        let listen = o.string("listen").flatMap { $0 == "none" ? nil : $0 }
+        let name = o.string("model") == ModelLocator.defaultDescription ? "default" : directory.lastPathComponent
+        try await ServingOptions.serve(coordinator, o, listen: listen, modelName: name, role: "serve")
     }
 }
 
