@@ -1,5 +1,6 @@
 import Foundation
 import L2PDEngine
+import L2PDTokenizer
 import L2PDTransport
 
 /// Sends a generation request to the coordinator's HTTP API as a streaming chat completion

@@ -1,6 +1,7 @@
 import Foundation
 import L2PDDecoding
 import L2PDEngine
+import L2PDTokenizer
 
 /// The OpenAI fields both completion routes read besides their prompt: `stream`, and
 /// `max_tokens`, which stands for `gen_length` when that is absent.
@@ -60,18 +61,8 @@ public struct CompletionBody: Sendable, Codable, Equatable {
     }
 }
 
-/// One message of a chat completion.
-public struct ChatMessage: Sendable, Codable, Equatable {
-    public var role: String
-    public var content: String
-    public init(role: String, content: String) {
-        self.role = role
-        self.content = content
-    }
-}
-
-/// `POST /v1/chat/completions`: the last user message, in the LLaDA-Instruct chat format; the
-/// same extra fields as `CompletionBody`.
+/// `POST /v1/chat/completions`: the whole conversation (system, user and assistant messages)
+/// in the LLaDA-Instruct chat format; the same extra fields as `CompletionBody`.
 public struct ChatCompletionBody: Sendable, Codable, Equatable {
     public var messages: [ChatMessage]
     public var options = CompletionOptions()
@@ -98,14 +89,15 @@ public struct ChatCompletionBody: Sendable, Codable, Equatable {
         try parameters.encode(to: encoder)
     }
 
+    /// The conversation formatted as one raw prompt (so the prompt limits apply to all of it).
     public func request() throws -> GenerationRequest {
-        let known = ["system", "user", "assistant"]
-        if let odd = messages.first(where: { !known.contains($0.role) }) {
+        if let odd = messages.first(where: { !ChatMessage.roles.contains($0.role) }) {
             throw RequestError("message role '\(odd.role.prefix(32))' is not one of system, user, assistant")
         }
-        guard let last = messages.last(where: { $0.role == "user" }) else {
-            throw RequestError("\"messages\" holds no user message")
+        guard messages.last?.role == "user" else {
+            throw RequestError("\"messages\" must end with a user message")
         }
-        return GenerationRequest(prompt: last.content, raw: false, parameters: options.applied(to: parameters))
+        let prompt = ChatFormat.llaDAInstruct(messages: messages)
+        return GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters))
     }
 }

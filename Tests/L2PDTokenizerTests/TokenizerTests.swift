@@ -83,3 +83,26 @@ func decodesLikeHuggingFace(_ name: String) throws {
     let missing = URL(fileURLWithPath: "/nonexistent/tokenizer.json")
     #expect(throws: TokenizerError.self) { try Tokenizer(contentsOf: missing) }
 }
+
+/// Conversations rendered by Jinja from LLaDA-8B-Instruct's chat template and tokenized by
+/// Hugging Face `tokenizers` (scripts/make_chat_fixture.py).
+@Test func multiTurnChatFormatMatchesTheTemplateAndTokenizers() throws {
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            let messages: [ChatMessage]
+            let text: String
+            let ids: [Int]
+        }
+        let cases: [Case]
+    }
+    let directory = Bundle.module.resourceURL!.appendingPathComponent("Fixtures").appendingPathComponent("chat")
+    let tokenizer = try Tokenizer(contentsOf: directory.appendingPathComponent("tokenizer.json"))
+    let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: directory.appendingPathComponent("golden.json")))
+    #expect(golden.cases.count >= 5)
+    #expect(golden.cases.contains { $0.messages.count >= 5 })
+    for c in golden.cases {
+        let text = ChatFormat.llaDAInstruct(messages: c.messages)
+        #expect(text == c.text, "\(c.messages.map(\.role))")
+        #expect(tokenizer.encode(text) == c.ids, "\(c.messages.map(\.role))")
+    }
+}
