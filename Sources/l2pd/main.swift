@@ -20,7 +20,8 @@ if getenv("OPENBLAS_NUM_THREADS") == nil {
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
-    GenerateCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self, FilterCalibrateCommand.self,
+    GenerateCommand.self, ChatCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self,
+    FilterCalibrateCommand.self,
     ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, BenchForwardCommand.self,
     BenchClusterCommand.self,
     LoadtestCommand.self,
