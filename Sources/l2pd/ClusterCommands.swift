@@ -262,16 +262,15 @@ struct BenchClusterCommand: Command {
         var identical = 0
         var localSeconds = 0.0
         var clusterSeconds = 0.0
-        let start = Date()
+        let progress = Progress("bench cluster", total: examples.count)
         for (i, example) in examples.enumerated() {
             let a = try await local.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
             let b = try await cluster.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
             if a.tokens == b.tokens { identical += 1 }
             localSeconds += a.statistics.seconds
             clusterSeconds += b.statistics.seconds
-            printProgress("bench cluster", done: i + 1, total: examples.count, since: start, extra: "identical \(identical)/\(i + 1)")
+            progress.update(i + 1, extra: "identical \(identical)/\(i + 1)")
         }
-        printError("")
         let wire = network.statistics
         let count = Double(max(examples.count, 1))
         let ratio = localSeconds > 0 ? clusterSeconds / localSeconds : 0

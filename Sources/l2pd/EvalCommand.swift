@@ -49,10 +49,8 @@ struct EvalCommand: Command {
         for spec in plan.policies { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
         let generator = try DecodingOptions.generator(o)
         printError("eval: \(plan.runs.count) runs x \(plan.examples.count) prompts")
-        let rows = try await Evaluation.run(plan, generator: generator) { line in
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        }
-        printError("")
+        let progress = Progress("eval", total: plan.runs.count * plan.examples.count)
+        let rows = try await Evaluation.run(plan, generator: generator) { line in progress.advance(extra: line) }
         print(Evaluation.table(rows))
         if let path = o.string("json") {
             let encoder = JSONEncoder()

@@ -32,12 +32,10 @@ struct FilterCollectCommand: Command {
         options.steps = try o.positiveInt("steps")
         let generator = try DecodingOptions.generator(o)
         let start = Date()
+        let progress = Progress("filter collect", total: examples.count)
         let data = try await FilterCollection.collect(
             examples: examples, generator: generator, options: options, features: features
-        ) { done, total in
-            printProgress("filter collect", done: done, total: total, since: start)
-        }
-        printError("")
+        ) { done, _ in progress.update(done) }
         let out = URL(fileURLWithPath: o.string("out")!)
         try data.save(to: out)
         let positives = data.labels.reduce(0, +)
@@ -72,13 +70,11 @@ struct FilterTrainCommand: Command {
         let start = FilterNetwork(blockLength: data.blockLength, features: data.features, tau: Float(tau), seed: seed)
         printError("filter train: \(train.count) train, \(validation.count) validation, \(test.count) test records")
         let began = Date()
+        let progress = Progress("filter train", total: epochs)
         let net = trainer.train(start, train: train, validation: validation, epochs: epochs, reportEvery: max(1, epochs / 50)) {
             epoch, trainLoss, validationLoss in
-            printProgress(
-                "filter train", done: epoch, total: epochs, since: began,
-                extra: String(format: "train loss %.4f  validation loss %.4f", trainLoss, validationLoss))
+            progress.update(epoch, extra: String(format: "train loss %.4f  validation loss %.4f", trainLoss, validationLoss))
         }
-        printError("")
         let metrics = FilterTrainer.evaluate(net, test, tau: Float(tau))
         print(
             String(
@@ -148,13 +144,4 @@ enum TaskOptions {
         }
         return families.isEmpty ? TaskFamily.allCases : families
     }
-}
-
-/// One self-overwriting progress line on standard error: bar, count, elapsed time, extra text.
-func printProgress(_ label: String, done: Int, total: Int, since start: Date, extra: String = "") {
-    let width = 24
-    let filled = total > 0 ? width * done / total : 0
-    let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-    let line = String(format: "\r\u{1B}[K%@ [%@] %d/%d  %.0f s  %@", label, bar, done, total, Date().timeIntervalSince(start), extra)
-    FileHandle.standardError.write(Data(line.utf8))
 }

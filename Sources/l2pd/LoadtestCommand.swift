@@ -73,10 +73,9 @@ struct LoadtestCommand: Command {
         } else {
             send = { request in LoadTestReply(try CoordinatorClient.generate(request, url: url, timeout: timeout)) }
         }
+        let progress = Progress("loadtest", total: plan.requests)
         return try await Blocking.run {
-            LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, total in
-                if done == total || done % max(1, total / 10) == 0 { printError("loadtest: \(done)/\(total) done") }
-            }
+            LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, _ in progress.update(done) }
         }
     }
 

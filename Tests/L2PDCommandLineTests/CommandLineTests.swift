@@ -1,3 +1,4 @@
+import Foundation
 import L2PDDecoding
 import Testing
 
@@ -78,4 +79,37 @@ import Testing
         #expect(throws: UsageError.self) { try ParsedOptions.parse(["--steps"], options: DecodingFlags.specs) }
         #expect(throws: UsageError.self) { try ParsedOptions.parse(["--eotp=1"], options: DecodingFlags.specs) }
     }
+}
+
+@Suite struct ProgressTests {
+    @Test func linesShowCountElapsedAndTimeLeft() {
+        #expect(Progress.line(label: "eval", done: 25, total: 100, elapsed: 30).hasSuffix("25/100  30 s  ETA 1 min 30 s"))
+        #expect(!Progress.line(label: "eval", done: 100, total: 100, elapsed: 30).contains("ETA"))
+        #expect(Progress.duration(3725) == "1 h 02 min")
+    }
+
+    @Test func withoutATerminalOnlyEveryTenthIsWritten() {
+        let lines = Lines()
+        let progress = Progress("work", total: 200, terminal: false) { lines.append($0) }
+        for _ in 0..<200 { progress.advance() }
+        #expect(lines.all.count == 11)  // the first item, then each tenth of the way
+        #expect(lines.all.allSatisfy { $0.hasSuffix("\n") && !$0.contains("\u{1B}") })
+        #expect(lines.all.last?.contains("200/200") == true)
+    }
+
+    @Test func onATerminalTheLineRedrawsAndEndsWithANewline() {
+        let lines = Lines()
+        let progress = Progress("work", total: 3, terminal: true) { lines.append($0) }
+        for i in 1...3 { progress.update(i) }
+        #expect(lines.all.count == 3)
+        #expect(lines.all.allSatisfy { $0.hasPrefix("\r\u{1B}[K") })
+        #expect(lines.all.last?.hasSuffix("\n") == true)
+    }
+}
+
+final class Lines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
 }
