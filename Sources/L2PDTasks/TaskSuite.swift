@@ -12,6 +12,17 @@ public enum TaskFamily: String, CaseIterable, Sendable, Codable {
     case sequence
     /// Write the multiples of K (2 to 9) from K to n K (3 to 25 of them).
     case multiples
+
+    /// What a prompt of this family asks, in a few words.
+    public var summary: String {
+        switch self {
+        case .addition: "add two numbers of 1 to 3 digits"
+        case .copy: "copy a string of 3 to 12 digits"
+        case .count: "count how often a digit occurs in a digit string"
+        case .sequence: "write the whole numbers from A to B (3 to 50 of them)"
+        case .multiples: "write the multiples of K (2 to 9) from K to nK (3 to 25 of them)"
+        }
+    }
 }
 
 /// Train and evaluation splits never share a prompt: a prompt's hash decides which split may hold it.

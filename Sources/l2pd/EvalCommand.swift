@@ -92,3 +92,38 @@ struct TasksExportCommand: Command {
         }
     }
 }
+
+struct TasksListCommand: Command {
+    static let path = ["tasks", "list"]
+    static let summary = "What the model can do: each task family with an example and its accuracy, measured now."
+    static let options: [OptionSpec] =
+        [.option("measure", "N", "Evaluation prompts per family to measure accuracy on (0: skip).", default: "20")]
+        + DecodingOptions.specs
+
+    static func run(_ o: ParsedOptions) async throws {
+        let count = try o.nonNegativeInt("measure")!
+        let generator = try DecodingOptions.generator(o)
+        let parameters = try DecodingFlags.parameters(o)
+        let options = try parameters.options(
+            maxSequenceLength: generator.decoder.pipeline.config.maxSequenceLength, filter: try ModelLocator.filter(o.string("filter")))
+        let label = "\(options.policy.name)\(options.eotp ? "+eotp" : "") cache=\(options.cache.rawValue) gen=\(options.genLength)"
+        if count > 0 { printError("tasks list: measuring \(label) on \(count) evaluation prompts per family") }
+        let progress = Progress("tasks list", total: count * TaskFamily.allCases.count)
+        for family in TaskFamily.allCases {
+            let example = TaskSuite.examples(split: .eval, count: 1, seed: 2, families: [family])[0]
+            print("\(family.rawValue): \(family.summary)")
+            print("  prompt:   \(example.prompt)")
+            print("  expected: \(example.answer)")
+            guard count > 0 else { continue }
+            var correct = 0
+            for (i, e) in TaskSuite.examples(split: .eval, count: count, seed: 1, families: [family]).enumerated() {
+                let output = try await generator.generate(e.prompt, options: options, sequenceID: UInt64(i + 1))
+                if TaskSuite.isCorrect(e, output: output.text) { correct += 1 }
+                progress.advance()
+            }
+            print(String(format: "  accuracy: %d/%d (%.2f) with %@", correct, count, Double(correct) / Double(count), label))
+        }
+        print("Prompts outside these families get answers in the same shapes (often a number), not conversation:")
+        print("the embedded model knows only its task suite.")
+    }
+}

@@ -22,7 +22,8 @@ if getenv("OPENBLAS_NUM_THREADS") == nil {
 let commands: [any Command.Type] = [
     GenerateCommand.self, ChatCommand.self, EvalCommand.self, FilterCollectCommand.self, FilterTrainCommand.self,
     FilterCalibrateCommand.self,
-    ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, BenchForwardCommand.self,
+    ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, TasksListCommand.self,
+    BenchForwardCommand.self,
     BenchClusterCommand.self,
     LoadtestCommand.self,
 ]

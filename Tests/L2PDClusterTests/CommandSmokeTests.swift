@@ -63,7 +63,7 @@ import Testing
             ["generate", "--gen-length", "32", "What is 1 + 2?"],
             ["generate", "--gen-length", "32", "--policy", "learn2pd+eotp", "--cache", "dual", "What is 1 + 2?"],
             ["eval", "--limit", "2", "--policies", "threshold", "--gen-length", "32"],
-            ["tasks", "export", "--count", "2"],
+            ["tasks", "export", "--count", "2"], ["tasks", "list", "--measure", "1", "--gen-length", "32"],
             ["filter", "collect", "--count", "12", "--gen-length", "64", "--out", records],
             ["filter", "train", "--records", records, "--out", filter, "--epochs", "5"],
             ["filter", "calibrate", "--records", records, "--filter", filter],
