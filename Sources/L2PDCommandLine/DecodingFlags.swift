@@ -12,7 +12,7 @@ public enum DecodingFlags {
         .option(
             "steps", "N", "Total step budget, 1 to gen length (the baseline commits gen-length/steps tokens per step).", shown: "gen length"
         ),
-        .option("cache", "MODE", "K/V cache: none, prefix or dual.", shown: "none"),
+        .option("cache", "MODE", "K/V cache: none, prefix or dual.", shown: DecodingParameters.defaultCache.rawValue),
         .flag("eotp", "End-of-text prediction: drop everything after a predicted end-of-text."),
         .option("eotp-gate", "P", "Only truncate when the end-of-text confidence is at least P, in [0, 1]."),
         .option("threshold", "TAU", "Confidence threshold of the threshold policy, in (0, 1].", shown: "0.9"),

@@ -28,6 +28,11 @@ public struct GenerationOptions: Sendable {
     /// The reference answer (answer tokens) for oracle policies such as EGP.
     public var reference: [Int]? = nil
 
+    /// `learn2pd+eotp cache=dual gen=256`, for reports.
+    public var label: String {
+        "\(PolicySpec(name: policy.name, eotp: eotp).label) cache=\(cache.rawValue) gen=\(genLength)"
+    }
+
     public init() {}
 
     public var effectiveSteps: Int { steps ?? genLength }

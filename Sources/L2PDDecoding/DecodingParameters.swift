@@ -26,7 +26,12 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
         case eotpGate = "eotp_gate"
     }
 
+    /// The default configuration: the fastest whose accuracy stays within a point of the
+    /// baseline's (README, "Default configuration", measured with `l2pd eval`).
     public static let defaultPolicy = "baseline"
+    public static let defaultCache = CacheMode.none
+    /// The default when the default policy needs a filter and the model has none.
+    public static let fallbackPolicy = "threshold"
     public static let defaultGenLength = 256
     public static let defaultBlockLength = 32
     public static let defaultThreshold: Float = 0.9
@@ -41,7 +46,10 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
     /// before any work starts; the prompt's own length is checked once it is tokenized.
     public func options(maxSequenceLength: Int, filter: FilterNetwork?) throws -> GenerationOptions {
         var o = GenerationOptions()
-        let spec = try PolicySpec(parsing: policy ?? Self.defaultPolicy)
+        var spec = try PolicySpec(parsing: policy ?? Self.defaultPolicy)
+        if policy == nil && spec.name == "learn2pd" && filter == nil {
+            spec = PolicySpec(name: Self.fallbackPolicy, eotp: spec.eotp)
+        }
         o.genLength = try Self.integer("gen_length", genLength ?? Self.defaultGenLength, in: 1...max(1, maxSequenceLength - 1))
         o.blockLength = try Self.integer("block_length", blockLength ?? Self.defaultBlockLength, in: 1...o.genLength)
         guard o.genLength % o.blockLength == 0 else {
@@ -52,6 +60,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
             let blocks = o.genLength / o.blockLength
             guard steps % blocks == 0 else { throw GenerationError.stepsNotMultipleOfBlocks(steps: steps, blocks: blocks) }
         }
+        o.cache = Self.defaultCache
         if let cache {
             guard let mode = CacheMode(rawValue: cache) else {
                 throw GenerationError.invalidParameter(

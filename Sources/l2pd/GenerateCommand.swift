@@ -109,8 +109,8 @@ struct GenerateCommand: Command {
         if o.has("stats") {
             printError(
                 String(
-                    format: "nfe %d  positions %d  useful tokens %d  tpf %.2f  tps %.1f  %.2f s", s.nfe, s.positions, s.usefulTokens,
-                    s.tpf, s.tps, s.seconds))
+                    format: "%@  nfe %d  positions %d  useful tokens %d  tpf %.2f  tps %.1f  %.2f s", options.label, s.nfe, s.positions,
+                    s.usefulTokens, s.tpf, s.tps, s.seconds))
         }
     }
 }
