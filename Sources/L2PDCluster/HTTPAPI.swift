@@ -5,12 +5,13 @@ import L2PDTransport
 
 /// The coordinator's OpenAI-shaped HTTP API:
 /// - `POST /v1/completions`: `prompt` sent as is (no chat format);
-/// - `POST /v1/chat/completions`: the last user message in the LLaDA-Instruct chat format;
+/// - `POST /v1/chat/completions`: the whole conversation (system, user, assistant messages)
+///   in the LLaDA-Instruct chat format;
 /// - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text).
-/// Both POST routes take the diffusion fields `policy`, `gen_length`, `block_length`, `steps`,
-/// `cache`, `eotp`, `threshold`, `factor`, `tau`, plus `temperature`, `seed`; `max_tokens`
-/// stands for `gen_length` when that is absent. A full coordinator answers 503 with error
-/// type "busy"; a bad request 400. With `"stream": true` the reply is server-sent events: one
+/// Both POST routes take every decoding field of `DecodingParameters` (`policy`, `gen_length`,
+/// `block_length`, `steps`, `cache`, `eotp`, `eotp_gate`, `threshold`, `factor`, `tau`,
+/// `temperature`, `seed`); `max_tokens` stands for `gen_length` when that is absent. Errors are
+/// JSON with the status of their `ErrorClass` (400, 503 with Retry-After, 504, 500). With `"stream": true` the reply is server-sent events: one
 /// chunk each time a block of the answer is committed from its start, a last chunk with the
 /// finish reason and statistics, then `data: [DONE]`.
 public struct HTTPAPI: Sendable {
