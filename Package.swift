@@ -79,7 +79,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "L2PDDecodingTests",
-            dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel"],
+            dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel", "L2PDFilter"],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -12,6 +12,9 @@ public final class Progress: @unchecked Sendable {
     private let lock = NSLock()
     private var lastDecile = -1
     private var count = 0
+    /// Recent (done, seconds) points: the estimate follows the recent pace, so work whose items
+    /// change cost (an eval grid's slow baseline first, fast policies after) is not misjudged.
+    private var recent: [(done: Int, elapsed: Double)] = []
     private var write: (String) -> Void
 
     public init(_ label: String, total: Int, terminal: Bool? = nil, write: @escaping (String) -> Void = Progress.standardError) {
@@ -27,7 +30,14 @@ public final class Progress: @unchecked Sendable {
     public func update(_ done: Int, extra: String = "") {
         lock.withLock {
             let elapsed = Date().timeIntervalSince(start)
-            let text = Self.line(label: label, done: done, total: total, elapsed: elapsed, extra: extra)
+            recent.append((done, elapsed))
+            let window = max(5, total / 20)
+            if recent.count > window { recent.removeFirst(recent.count - window) }
+            var pace: Double? = nil
+            if let first = recent.first, done > first.done, elapsed > first.elapsed {
+                pace = (elapsed - first.elapsed) / Double(done - first.done)
+            }
+            let text = Self.line(label: label, done: done, total: total, elapsed: elapsed, secondsPerItem: pace, extra: extra)
             if terminal {
                 write("\r\u{1B}[K" + text + (done >= total ? "\n" : ""))
             } else {
@@ -48,14 +58,18 @@ public final class Progress: @unchecked Sendable {
         update(done, extra: extra)
     }
 
-    /// `label [bar] done/total  elapsed  ETA  extra`; the ETA assumes the pace so far holds.
-    public static func line(label: String, done: Int, total: Int, elapsed: Double, extra: String = "") -> String {
+    /// `label [bar] done/total  elapsed  ETA  extra`; the ETA assumes `secondsPerItem` (by
+    /// default the pace so far) holds for the rest.
+    public static func line(
+        label: String, done: Int, total: Int, elapsed: Double, secondsPerItem: Double? = nil, extra: String = ""
+    ) -> String {
         let width = 24
         let filled = total > 0 ? width * min(done, total) / total : width
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         var text = "\(label) [\(bar)] \(done)/\(total)  \(duration(elapsed))"
         if done > 0 && done < total {
-            text += "  ETA \(duration(elapsed / Double(done) * Double(total - done)))"
+            let pace = secondsPerItem ?? elapsed / Double(done)
+            text += "  ETA \(duration(pace * Double(total - done)))"
         }
         return extra.isEmpty ? text : text + "  " + extra
     }

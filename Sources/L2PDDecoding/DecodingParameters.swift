@@ -28,7 +28,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
 
     /// The default configuration: the fastest whose accuracy stays within a point of the
     /// baseline's (README, "Default configuration", measured with `l2pd eval`).
-    public static let defaultPolicy = "baseline"
+    public static let defaultPolicy = "learn2pd+eotp"
     public static let defaultCache = CacheMode.none
     /// The default when the default policy needs a filter and the model has none.
     public static let fallbackPolicy = "threshold"

@@ -71,7 +71,12 @@ import Testing
         let options = try DecodingParameters().options(maxSequenceLength: 2048, filter: nil)
         #expect(options.genLength == DecodingParameters.defaultGenLength)
         #expect(options.blockLength == DecodingParameters.defaultBlockLength)
-        #expect(options.policy.name == DecodingParameters.defaultPolicy)
+        #expect(options.cache == DecodingParameters.defaultCache)
+        // Without a filter a default that needs one falls back, keeping its end-of-text setting.
+        let spec = try PolicySpec(parsing: DecodingParameters.defaultPolicy)
+        let expected = spec.name == "learn2pd" ? DecodingParameters.fallbackPolicy : spec.name
+        #expect(options.policy.name == expected)
+        #expect(options.eotp == spec.eotp)
     }
 
     @Test func parserErrorsNameTheOption() {
@@ -112,4 +117,9 @@ final class Lines: @unchecked Sendable {
     private var lines: [String] = []
     func append(_ line: String) { lock.withLock { lines.append(line) } }
     var all: [String] { lock.withLock { lines } }
+}
+
+@Test func theEstimateFollowsTheRecentPace() {
+    // 10 of 100 done in 100 s, but the last items took 1 s each: 90 left at 1 s each.
+    #expect(Progress.line(label: "eval", done: 10, total: 100, elapsed: 100, secondsPerItem: 1).hasSuffix("ETA 1 min 30 s"))
 }

@@ -1,5 +1,6 @@
 import Foundation
 import L2PDDefaultModel
+import L2PDFilter
 import L2PDModel
 import Testing
 
@@ -213,4 +214,17 @@ func matchesTheReferenceDecoder(stages: [Range<Int>]) async throws {
         #expect(results[i]?.statistics.positions == expected[i].statistics.positions, "request \(i)")
     }
     #expect(await batching.batchedSequences > batching.batches, "some forwards should have shared a batch")
+}
+
+/// With the embedded filter, a request that names nothing decodes with the measured default
+/// configuration; the filter's block length matches the default block length.
+@Test func theDefaultConfigurationRunsWithTheEmbeddedFilter() throws {
+    let url = try #require(DefaultModel.filter)
+    let filter = try FilterNetwork(contentsOf: url)
+    let options = try DecodingParameters().options(maxSequenceLength: 2048, filter: filter)
+    let spec = try PolicySpec(parsing: DecodingParameters.defaultPolicy)
+    #expect(options.policy.name == spec.name)
+    #expect(options.eotp == spec.eotp)
+    #expect(options.cache == DecodingParameters.defaultCache)
+    #expect(options.label == "\(spec.label) cache=\(DecodingParameters.defaultCache.rawValue) gen=\(DecodingParameters.defaultGenLength)")
 }
