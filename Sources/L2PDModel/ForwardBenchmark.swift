@@ -44,15 +44,21 @@ public enum ForwardBenchmark {
 
     /// Measures the machine's matrix-product speed on `threads` threads (single-threaded BLAS
     /// calls, rows split over the threads: the scheme the stages use), then full forward passes
-    /// of a one-stage model with `threads` stage threads.
-    public static func run(checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int) throws -> ForwardBenchmarkResult
-    {
+    /// of a one-stage model with `threads` stage threads. `onStep(done, total)` follows the work:
+    /// the peak product, the pass's products, then each timed forward pass.
+    public static func run(
+        checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int,
+        onStep: (Int, Int) -> Void = { _, _ in }
+    ) throws -> ForwardBenchmarkResult {
+        let steps = 2 + repetitions
         let config = checkpoint.config
         let passShapes = shapes(config, length: length, reads: reads)
         let flops = passShapes.reduce(0) { $0 + $1.flops }
         BLAS.setThreads(1)
         let peak = peakGFLOPS(threads: threads)
+        onStep(1, steps)
         let sameShapesGFLOPS = flops / timeProducts(passShapes, repetitions: repetitions, threads: threads) / 1e9
+        onStep(2, steps)
 
         let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers), threads: threads)
         let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
@@ -64,6 +70,7 @@ public enum ForwardBenchmark {
             let start = ContinuousClock.now
             _ = try stage.forward([request], input: .tokens(tokens))
             times.append(seconds(ContinuousClock.now - start))
+            onStep(2 + times.count, steps)
         }
         let forwardSeconds = times.sorted()[times.count / 2]
         let forwardGFLOPS = flops / forwardSeconds / 1e9

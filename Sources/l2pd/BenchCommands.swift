@@ -50,8 +50,11 @@ struct BenchForwardCommand: Command {
             throw UsageError("--length \(length) exceeds the model's max_sequence_length \(checkpoint.config.maxSequenceLength)")
         }
         let reads = min(try options.positiveInt("reads")!, length)
+        let repetitions = try options.positiveInt("repetitions")!
+        let progress = Progress("bench forward", total: 2 + repetitions)
         let result = try ForwardBenchmark.run(
-            checkpoint: checkpoint, length: length, reads: reads, repetitions: try options.positiveInt("repetitions")!, threads: threads)
+            checkpoint: checkpoint, length: length, reads: reads, repetitions: repetitions, threads: threads
+        ) { done, _ in progress.update(done) }
         if options.has("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
