@@ -68,12 +68,14 @@ enum ServingOptions {
         .option("queue", "N", "Requests that may wait for a turn; beyond that new requests are refused as busy.", default: "32"),
         .option(
             "batches-in-flight", "N", "Forward batches in flight at once; more waiting forwards leave together as one batch.",
-            shown: "2 per worker"),
+            shown: "2 per worker; 2 in one process"),
         .option(
             "http", "URL", "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics); none: off.",
             default: "http://127.0.0.1:7780"),
         .option("max-prompt-bytes", "N", "Largest prompt in UTF-8 bytes, refused before tokenizing.", default: "65536"),
-        .option("max-connections", "N", "Open HTTP connections at most; beyond that a connection gets 503.", default: "256"),
+        .option(
+            "max-connections", "N", "Open HTTP connections at most; at the cap the oldest idle one makes room, else a newcomer gets 503.",
+            default: "256"),
         .option("idle-timeout", "SECONDS", "HTTP keep-alive connections idle this long are closed.", default: "30"),
         .option("header-timeout", "SECONDS", "An HTTP request must arrive whole within this time of its first byte.", default: "10"),
     ]
