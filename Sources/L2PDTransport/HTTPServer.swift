@@ -172,6 +172,8 @@ public final class HTTPServer: @unchecked Sendable {
         var keepAlive = true
         var head: HTTPHead?
         var headLength = 0
+        /// Where the search for the end of the head resumes (a slow client's head is not rescanned).
+        var scanned = 0
         var continueSent = false
         /// Reading: when the idle or request deadline passes; writing: when a stall ends it.
         var deadline: UInt64
@@ -206,7 +208,8 @@ public final class HTTPServer: @unchecked Sendable {
             fds.append(pollfd(fd: accepting ? listener : -1, events: Int16(POLLIN), revents: 0))
             let open = Array(connections.values)
             for c in open {
-                var events = Int16(POLLIN)
+                // A connection whose pipelined input is full is not read until its request is served.
+                var events = c.state != .reading && c.input.count >= limits.maxHeadBytes ? Int16(0) : Int16(POLLIN)
                 if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
@@ -266,15 +269,21 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
+    /// The most one connection buffers while reading: a head and the largest body any route takes.
+    private lazy var inputCap: Int = limits.maxHeadBytes + (routes.values.flatMap(\.values).map(\.maxBodyBytes).max() ?? 0)
+
     private func receive(_ c: Connection, buffer: inout [UInt8]) {
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            // While a request is served, a pipelined one is buffered up to a head's size; beyond
+            // that it waits in the socket (never read and dropped).
+            let room = c.state == .reading ? buffer.count : min(buffer.count, limits.maxHeadBytes - c.input.count)
+            if room <= 0 { break }
+            let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, room, 0) }
             if n > 0 {
-                if c.state == .reading {
-                    c.input.append(contentsOf: buffer[0..<n])
-                } else if c.input.count + n <= limits.maxHeadBytes {
-                    c.input.append(contentsOf: buffer[0..<n])  // a pipelined request, served after this one
-                }
+                c.input.append(contentsOf: buffer[0..<n])
+                // At most one whole request is buffered before it is parsed; the rest waits in the
+                // socket until this one is served.
+                if c.state == .reading && c.input.count > inputCap { break }
                 continue
             }
             if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -294,7 +303,8 @@ public final class HTTPServer: @unchecked Sendable {
             c.deadline = Self.now() + Self.nanoseconds(limits.requestSeconds)
         }
         if c.head == nil {
-            guard let end = Self.headEnd(c.input) else {
+            guard let end = Self.headEnd(c.input, from: c.scanned) else {
+                c.scanned = max(0, c.input.count - 3)
                 if c.input.count > limits.maxHeadBytes {
                     refuse(c, 431, "the request head exceeds \(limits.maxHeadBytes) bytes")
                 }
@@ -307,6 +317,7 @@ public final class HTTPServer: @unchecked Sendable {
                 return refuse(c, error.status, error.message)
             }
             c.headLength = end + 4
+            c.scanned = 0
         }
         guard let head = c.head else { return }
         guard let byMethod = routes[String(head.uri.prefix { $0 != "?" })] else {
@@ -431,9 +442,10 @@ public final class HTTPServer: @unchecked Sendable {
         lock.withLock { connectionCount = connections.count }
     }
 
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+    /// The offset of the blank line ending the head, searching from `start`.
+    static func headEnd(_ bytes: [UInt8], from start: Int = 0) -> Int? {
+        guard bytes.count >= 4, start <= bytes.count - 4 else { return nil }
+        for i in start...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
             return i
         }
         return nil

@@ -150,3 +150,34 @@ func echoServer(_ limits: HTTPServer.Limits = HTTPServer.Limits()) throws -> HTT
         #expect(client.closedByServer())
     }
 }
+
+@Suite struct HTTPServerInputTests {
+    /// A head trickled a byte at a time is still found (the scan resumes where it stopped), and
+    /// a large pipelined request behind a slow one arrives whole, not cut.
+    @Test func trickledHeadsAndLargePipelinedRequestsArriveWhole() throws {
+        let server = try HTTPServer(url: "http://127.0.0.1:0")
+        try server.route("POST", "/echo", maxBodyBytes: 100_000) { request, exchange in
+            if request.body.first == UInt8(ascii: "s") { Thread.sleep(forTimeInterval: 0.3) }  // a slow handler
+            exchange.respond(HTTPResponse(contentType: "text/plain", body: Array("\(request.body.count)".utf8)))
+        }
+        try server.start()
+        defer { server.stop() }
+        let client = try Client(port: server.port)
+        defer { client.close() }
+        for byte in "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\n".utf8 { client.send(String(UnicodeScalar(byte))) }
+        client.send("slow")
+        let big = String(repeating: "x", count: 60_000)
+        client.send("POST /echo HTTP/1.1\r\nContent-Length: \(big.utf8.count)\r\n\r\n\(big)")
+        let text = client.read { $0.hasSuffix("60000") }
+        #expect(text.hasSuffix("60000"), "\(text.suffix(200))")
+        #expect(text.contains("\r\n\r\n4HTTP/1.1 200"))
+    }
+
+    @Test func headEndResumesFromWhereItStopped() {
+        let bytes = Array("GET / HTTP/1.1\r\nA: b\r\n\r\nrest".utf8)
+        #expect(HTTPServer.headEnd(bytes) == 20)
+        #expect(HTTPServer.headEnd(bytes, from: 17) == 20)
+        #expect(HTTPServer.headEnd(bytes, from: 21) == nil)
+        #expect(HTTPServer.headEnd(Array("ab".utf8), from: 0) == nil)
+    }
+}
