@@ -18,11 +18,26 @@ final class WorkerProcesses: @unchecked Sendable {
     let urls: [String]
     let model: URL
 
+    /// Starts `count` workers on consecutive random ports; a worker that exits at once (its port
+    /// was taken) makes the whole group start again on other ports.
     init(count: Int, model: URL? = nil) throws {
         self.model = try model ?? #require(DefaultModel.directory)
-        let base = 30_000 + Int.random(in: 0..<20_000)
-        urls = (0..<count).map { "tcp://127.0.0.1:\(base + $0)" }
-        for i in 0..<count { processes.append(try Self.start(urls[i], model: self.model)) }
+        var attempt = 0
+        while true {
+            let base = 20_000 + Int.random(in: 0..<12_000)  // below the kernel's ephemeral ports
+            let candidates = (0..<count).map { "tcp://127.0.0.1:\(base + $0)" }
+            var started: [Process] = []
+            for url in candidates { started.append(try Self.start(url, model: self.model)) }
+            Thread.sleep(forTimeInterval: 0.5)  // a worker that cannot listen exits within this
+            if started.allSatisfy(\.isRunning) || attempt == 9 {
+                urls = candidates
+                processes = started
+                return
+            }
+            for p in started where p.isRunning { p.terminate() }
+            for p in started { p.waitUntilExit() }
+            attempt += 1
+        }
     }
 
     static var executable: URL {
@@ -247,7 +262,7 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
-        let url = "tcp://127.0.0.1:\(50_000 + Int.random(in: 0..<10_000))"
+        let url = "tcp://127.0.0.1:\(18_000 + Int.random(in: 0..<2_000))"
         let server = try ReplyServer(listening: url)
         let serving = Thread { try? coordinator.serve(on: server) }
         serving.start()
@@ -313,8 +328,8 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(counters.running == 0 && counters.waiting == 0)
 
         // The same service over the OpenAI-shaped HTTP API.
-        let port = 40_000 + Int.random(in: 0..<10_000)
-        let http = try HTTPServer(url: "http://127.0.0.1:\(port)")
+        let http = try HTTPServer(url: "http://127.0.0.1:0")
+        let port = Int(http.port)
         try HTTPAPI(coordinator: coordinator, modelName: "default").install(on: http)
         try http.start()
         defer { http.stop() }

@@ -10,11 +10,12 @@ import Testing
 
 @testable import L2PDCluster
 
-/// Retries `operation` while the workers start (up to about 15 s), then gives its last error.
+/// Retries `operation` while the workers start, for at most 20 s, then gives its last error.
 func retrying(_ operation: () async throws -> Void) async throws {
-    for attempt in 0..<150 {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while true {
         do { return try await operation() } catch {
-            if attempt == 149 { throw error }
+            if ContinuousClock.now > deadline { throw error }
             try await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -40,7 +41,7 @@ final class LiveService: @unchecked Sendable {
             limits: AdmissionLimits(concurrent: 4, queued: 64), requestLimits: requestLimits)
         try await retrying { try await coordinator.connect() }
         self.coordinator = coordinator
-        nngURL = "tcp://127.0.0.1:\(50_000 + Int.random(in: 0..<10_000))"
+        nngURL = "tcp://127.0.0.1:\(8_000 + Int.random(in: 0..<4_000))"
         replyServer = try ReplyServer(listening: nngURL)
         let server = replyServer
         Thread.detachNewThread { try? coordinator.serve(on: server) }
@@ -274,7 +275,7 @@ final class FakeWorker: @unchecked Sendable {
     private var challenge: UInt64 = 0
 
     init(fingerprint: UInt64, echoes: Bool = false, readout: @escaping @Sendable (SequenceForward) -> Readout) throws {
-        url = "tcp://127.0.0.1:\(45_000 + Int.random(in: 0..<5_000))"
+        url = "tcp://127.0.0.1:\(12_000 + Int.random(in: 0..<6_000))"
         socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
         self.fingerprint = fingerprint
         self.echoes = echoes
