@@ -27,14 +27,18 @@ public actor AdmissionGate {
     public nonisolated let limits: AdmissionLimits
     public private(set) var running = 0
     public private(set) var refused = 0
+    /// Set when the server is shutting down: new requests are refused, those admitted finish.
+    public private(set) var draining = false
     private var line: [CheckedContinuation<Void, Never>] = []
 
     public init(limits: AdmissionLimits) { self.limits = limits }
 
     public var waiting: Int { line.count }
 
-    /// Returns holding a slot; throws `CoordinatorBusy` at once when every slot and place in line is taken.
+    /// Returns holding a slot; throws `CoordinatorBusy` at once when every slot and place in line
+    /// is taken, `CoordinatorDraining` once the server is shutting down.
     public func admit() async throws {
+        if draining { throw CoordinatorDraining() }
         if running < limits.concurrent {
             running += 1
             return
@@ -53,6 +57,12 @@ public actor AdmissionGate {
             line.removeFirst().resume()
         }
     }
+
+    /// Refuses new requests from now on; those running or waiting in line still get served.
+    public func startDraining() { draining = true }
+
+    /// No request running or waiting.
+    public var idle: Bool { running == 0 && line.isEmpty }
 }
 
 /// What a coordinator has served so far.
@@ -112,6 +122,20 @@ public actor Coordinator {
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
         self.init(pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits)
     }
+
+    /// Graceful shutdown: refuses new requests (503 with Retry-After) and waits for those admitted
+    /// to finish, at most `timeout` seconds. Returns whether every one finished.
+    public func drain(timeout: Double) async -> Bool {
+        await gate.startDraining()
+        let deadline = ContinuousClock.now + .milliseconds(Int(max(0, timeout) * 1000))
+        while !(await gate.idle) {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    public var isDraining: Bool { get async { await gate.draining } }
 
     /// Greets every worker and assigns its layers; fails naming the first worker that cannot serve.
     public func connect() async throws { try await pipeline.connect() }
@@ -220,6 +244,12 @@ public actor Coordinator {
         let body = ["error": text, "kind": ErrorClass.of(error).rawValue]
         return Array((try? JSONEncoder().encode(body)) ?? Data(#"{"error":"unknown","kind":"server_error"}"#.utf8))
     }
+}
+
+/// A request refused because the server is shutting down.
+public struct CoordinatorDraining: ClassifiedError, Sendable {
+    public var errorClass: ErrorClass { .unavailable }
+    public var description: String { "the server is shutting down; try again later or at another server" }
 }
 
 /// A request refused because the coordinator is decoding and queueing all it may.

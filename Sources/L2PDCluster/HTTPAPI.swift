@@ -175,9 +175,10 @@ public struct HTTPAPI: Sendable {
     func health() async -> HTTPResponse {
         let connected = coordinator.pipeline.connectedWorkers
         let total = coordinator.pipeline.workerCount
+        let draining = await coordinator.isDraining
+        let status = draining ? "draining" : connected == total ? "ok" : "degraded"
         return json(
-            ["status": connected == total ? "ok" : "degraded", "workers": total, "workers_connected": connected],
-            status: connected == total ? 200 : 503)
+            ["status": status, "workers": total, "workers_connected": connected], status: status == "ok" ? 200 : 503)
     }
 
     /// Prometheus text exposition of the coordinator's counters.

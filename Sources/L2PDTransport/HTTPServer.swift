@@ -233,7 +233,28 @@ public final class HTTPServer: @unchecked Sendable {
                 if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { receive(c, buffer: &buffer) }
             }
         }
+        finishWrites(within: 1.0)
         for c in Array(connections.values) { drop(c) }
+    }
+
+    /// At stop: applies what handlers last sent and lets queued responses reach their clients,
+    /// for at most `seconds`, so answers finished before the stop are not cut.
+    private func finishWrites(within seconds: Double) {
+        let deadline = Self.now() + Self.nanoseconds(seconds)
+        while true {
+            let messages = lock.withLock { () -> [Outgoing] in
+                defer { inbox.removeAll() }
+                return inbox
+            }
+            for message in messages { apply(message) }
+            let pending = connections.values.filter { $0.pendingOutput > 0 }
+            let now = Self.now()
+            guard !pending.isEmpty, now < deadline else { return }
+            var fds = pending.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
+            let waitMs = Int32(min(100, (deadline - now) / 1_000_000 + 1))
+            _ = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
+            for c in pending where connections[c.id] != nil { flush(c) }
+        }
     }
 
     /// Accepts every pending connection; false when the process is out of descriptors.

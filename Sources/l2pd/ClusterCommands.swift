@@ -16,16 +16,31 @@ enum Blocking {
     }
 }
 
-/// Exits cleanly on SIGINT and SIGTERM, with a last line on standard error.
+/// Exits cleanly on SIGINT and SIGTERM, with a last line on standard error. With `drain`, the
+/// first signal runs it (a graceful shutdown) and then exits 0; a second signal exits at once.
 enum StopSignals {
     nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
-    static func install(_ label: String, quiet: Bool = false) {
+    private static let stopping = NSLock()
+    nonisolated(unsafe) private static var signalled = false
+
+    static func install(_ label: String, quiet: Bool = false, drain: (@Sendable () async -> Void)? = nil) {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                if !quiet { printError("\(label): stopping (signal \(sig))") }
-                exit(0)
+                let first = stopping.withLock { () -> Bool in
+                    defer { signalled = true }
+                    return !signalled
+                }
+                guard first, let drain else {
+                    if !quiet { printError("\(label): stopping (signal \(sig))") }
+                    exit(0)
+                }
+                if !quiet { printError("\(label): signal \(sig): draining (a second signal stops at once)") }
+                Task {
+                    await drain()
+                    exit(0)
+                }
             }
             source.resume()
             sources.append(source)
@@ -78,6 +93,9 @@ enum ServingOptions {
             default: "256"),
         .option("idle-timeout", "SECONDS", "HTTP keep-alive connections idle this long are closed.", default: "30"),
         .option("header-timeout", "SECONDS", "An HTTP request must arrive whole within this time of its first byte.", default: "10"),
+        .option(
+            "drain-seconds", "SECONDS", "On SIGINT or SIGTERM, how long requests in flight may take to finish (new ones get 503).",
+            default: "30"),
     ]
 
     static func admission(_ o: ParsedOptions) throws -> AdmissionLimits {
@@ -100,26 +118,40 @@ enum ServingOptions {
     }
 
     /// Opens the HTTP API (unless `none`) and the nng request/reply socket (unless nil), then
-    /// serves until a stop signal.
+    /// serves until a stop signal. The first SIGINT or SIGTERM drains: new requests get 503 with
+    /// Retry-After, those admitted finish (at most `--drain-seconds`), then the process exits 0.
     static func serve(_ coordinator: Coordinator, _ o: ParsedOptions, listen: String?, modelName: String, role: String) async throws {
-        var http: HTTPServer? = nil
+        let drainSeconds = try o.double("drain-seconds")!
+        guard drainSeconds >= 0 else { throw UsageError("--drain-seconds must be at least 0") }
+        var httpServer: HTTPServer? = nil
         if let address = o.string("http"), address != "none" {
             let server = try HTTPServer(url: address, limits: try Self.http(o))
             try HTTPAPI(coordinator: coordinator, modelName: modelName).install(on: server)
             try server.start()
             printError("\(role): HTTP API on \(address)")
-            http = server
+            httpServer = server
         }
+        let http = httpServer
         defer { http?.stop() }
-        StopSignals.install(role)
+        let replies = try listen.map {
+            try ReplyServer(listening: $0, maxMessageBytes: max(4 << 20, coordinator.requestLimits.maxBodyBytes))
+        }
+        StopSignals.install(role) {
+            let finished = await coordinator.drain(timeout: drainSeconds)
+            try? await Task.sleep(for: .milliseconds(200))  // the last replies reach their sockets
+            http?.stop()
+            replies?.close()
+            printError(
+                finished ? "\(role): every request finished; stopping" : "\(role): drain timed out after \(drainSeconds) s; stopping")
+        }
         let limits = coordinator.limits
-        guard let listen else {
+        guard let replies, let listen else {
             printError("\(role): ready (\(limits.concurrent) at once, \(limits.queued) queued)")
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
-        let server = try ReplyServer(listening: listen, maxMessageBytes: max(4 << 20, coordinator.requestLimits.maxBodyBytes))
         printError("\(role): listening on \(listen) (\(limits.concurrent) at once, \(limits.queued) queued)")
-        try await Blocking.run { try coordinator.serve(on: server) }
+        try await Blocking.run { try coordinator.serve(on: replies) }
+        while true { try await Task.sleep(for: .seconds(3600)) }  // a drain in progress exits the process
     }
 }
 
