@@ -2,62 +2,8 @@ import Foundation
 import L2PDDecoding
 import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import L2PDTransport
-
-/// One worker as the coordinator sees it.
-public struct WorkerEndpoint: Sendable, Equatable, Codable {
-    public var url: String
-    public var layers: Range<Int>
-    public init(url: String, layers: Range<Int>) {
-        self.url = url
-        self.layers = layers
-    }
-}
-
-/// A request the cluster could not serve, naming the worker: `unavailable` when a worker is
-/// down, unreachable or silent; `internalError` when a worker broke the protocol.
-public struct ClusterError: ClassifiedError, Sendable {
-    public let description: String
-    public let errorClass: ErrorClass
-    public init(_ description: String, class errorClass: ErrorClass = .unavailable) {
-        self.description = description
-        self.errorClass = errorClass
-    }
-}
-
-/// What a coordinator serves through: the decoder's `Pipeline` plus what `/health` and
-/// `/metrics` report. A cluster's `NetworkPipeline`, or an `InProcessPipeline` (no workers).
-public protocol ServingPipeline: Pipeline {
-    /// Workers behind the pipeline (0 when the model runs in this process).
-    var workerCount: Int { get }
-    /// Workers with a live connection now.
-    var connectedWorkers: Int { get }
-    var statistics: WireStatistics { get }
-    /// Readies every stage (greets and assigns workers); fails naming the first that cannot serve.
-    func connect() async throws
-    func close()
-}
-
-extension InProcessPipeline: ServingPipeline {
-    public var workerCount: Int { 0 }
-    public var connectedWorkers: Int { 0 }
-    public var statistics: WireStatistics { WireStatistics() }
-    public func connect() async throws {}
-    public func close() {}
-}
-
-/// Traffic and time of the forward passes so far.
-public struct WireStatistics: Sendable, Equatable, Codable {
-    public var forwards = 0
-    public var bytesSent = 0
-    public var bytesReceived = 0
-    /// Seconds from sending a frame to a stage until its reply arrived, summed over stages.
-    public var roundTripSeconds = 0.0
-    /// `roundTripSeconds` by stage, in layer order.
-    public var stageSeconds: [Double] = []
-    public init() {}
-    public var bytesPerForward: Double { forwards > 0 ? Double(bytesSent + bytesReceived) / Double(forwards) : 0 }
-}
 
 /// The `Pipeline` of a cluster: the coordinator relays each forward pass through the workers
 /// in layer order (tokens to the first, hidden states onwards, the readout back from the last).
@@ -67,7 +13,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     public let config: ModelConfig
     public let workers: [WorkerEndpoint]
     public let fingerprint: UInt64
-    private let sockets: [PairSocket]
+    private let links: [FrameExchanger]
     private let timeout: Double
     private let lock = NSLock()
     private var assignedConnection: [Int]
@@ -75,23 +21,50 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     private var wire = WireStatistics()
     private let assignments: [SingleFlight]
 
-    /// `timeout`: seconds a stage may take for one frame before the request fails.
-    public init(config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60) throws {
+    /// Dials every worker over nng. `timeout`: seconds a stage may take for one frame before
+    /// the request fails.
+    public convenience init(config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60) throws {
         try LayerPlan.validate(workers.map(\.layers), layers: config.layers)
+        let sockets = try workers.map { try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes) }
+        try self.init(config: config, fingerprint: fingerprint, workers: workers, transports: sockets, timeout: timeout)
+    }
+
+    /// Relays through `transports`, one per worker in layer order (nng sockets, or in-memory
+    /// links in tests).
+    public init(
+        config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], transports: [any FrameTransport], timeout: Double = 60
+    ) throws {
+        try LayerPlan.validate(workers.map(\.layers), layers: config.layers)
+        precondition(transports.count == workers.count, "one transport per worker")
         self.config = config
         self.fingerprint = fingerprint
         self.workers = workers
         self.timeout = timeout
-        sockets = try workers.map { try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes) }
+        links = transports.map { FrameExchanger($0, replyKey: NetworkPipeline.replyKey) }
         assignedConnection = Array(repeating: -1, count: workers.count)
         assignments = workers.map { _ in SingleFlight() }
+        // A worker lost anywhere in the pipeline dooms every forward pass in flight (its caches
+        // are gone): end their waits on every stage at once, not when a pass reaches it.
+        for (j, transport) in transports.enumerated() {
+            transport.onConnectionChange { [links, workers] event in
+                guard event == .disconnected else { return }
+                let error = ClusterError("worker \(j + 1) at \(workers[j].url) disconnected during the request")
+                for link in links { link.failAll(error, onlyWatching: true) }
+            }
+        }
+    }
+
+    /// The request id of a reply frame (nil when it is too short to carry a header).
+    private static let replyKey: @Sendable ([UInt8]) -> UInt64? = { frame in
+        guard frame.count >= 16 else { return nil }
+        return frame.withUnsafeBytes { FrameHeader.replyIdentity(for: $0).requestID }
     }
 
     public var statistics: WireStatistics { lock.withLock { wire } }
     public var workerCount: Int { workers.count }
 
     /// Workers with a live connection now.
-    public var connectedWorkers: Int { sockets.filter(\.isConnected).count }
+    public var connectedWorkers: Int { links.filter(\.transport.isConnected).count }
 
     /// Greets and assigns every worker now (the coordinator's start-up check).
     public func connect() async throws {
@@ -101,19 +74,15 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     public func forward(_ batch: [SequenceForward], tokens: [Int]) async throws -> [Readout] {
         var input = ForwardInput.tokens(tokens)
         for i in workers.indices { try await ensureAssigned(i) }
-        // A worker lost anywhere in the pipeline dooms this pass (its caches are gone): notice
-        // it while waiting on any stage, not only when the pass reaches it.
-        let baseline = sockets.map(\.disconnectionCount)
-        let watch: @Sendable () -> (any Error)? = { [sockets, workers] in
-            for j in sockets.indices where sockets[j].disconnectionCount != baseline[j] {
-                return ClusterError("worker \(j + 1) at \(workers[j].url) disconnected during the request")
-            }
-            return nil
-        }
+        let baseline = links.map(\.transport.disconnectionCount)
         for i in workers.indices {
+            // A worker lost since the pass began (between two stages) dooms it too.
+            if let j = links.indices.first(where: { links[$0].transport.disconnectionCount != baseline[$0] }) {
+                throw ClusterError("worker \(j + 1) at \(workers[j].url) disconnected during the request")
+            }
             let step = UInt32(clamping: batch.first?.sampling.step ?? 0)
             let reply = try await exchange(
-                i, .forward(ForwardRequest(batch: batch, input: input)), step: step, counts: true, abort: watch)
+                i, .forward(ForwardRequest(batch: batch, input: input)), step: step, counts: true, watching: true)
             switch reply {
             case .hiddenStates(let states) where i < workers.count - 1:
                 let rows = batch.reduce(0) { $0 + $1.computed.count }
@@ -148,17 +117,18 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     }
 
     public func release(_ sequenceID: UInt64) async {
-        for i in workers.indices where sockets[i].isConnected {
+        for i in workers.indices where links[i].transport.isConnected {
             _ = try? await exchange(i, .releaseCache([sequenceID]), step: 0, counts: false, sendTimeout: 0.5, replyTimeout: 2)
         }
     }
 
-    public func close() { sockets.forEach { $0.close() } }
+    public func close() { links.forEach { $0.close() } }
 
     private func ensureAssigned(_ i: Int) async throws {
-        let connection = sockets[i].connectionCount
+        let transport = links[i].transport
+        let connection = transport.connectionCount
         let assigned = lock.withLock { assignedConnection[i] }
-        let connected = sockets[i].isConnected
+        let connected = transport.isConnected
         if connected && assigned == connection { return }
         if !connected && assigned >= 0 {
             // It was serving and went away: fail now rather than wait for a send timeout.
@@ -167,7 +137,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         // One handshake per worker at a time: concurrent forwards wait for the same one (a
         // second assignment would reset the worker's caches under another request).
         try await assignments[i].run { [self] in
-            if sockets[i].isConnected && lock.withLock({ assignedConnection[i] }) == sockets[i].connectionCount { return }
+            if transport.isConnected && lock.withLock({ assignedConnection[i] }) == transport.connectionCount { return }
             try await handshake(i)
         }
     }
@@ -187,7 +157,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         guard case .hello(let hello) = try await exchange(i, .hello(greeting), step: 0, counts: false),
             hello.modelFingerprint == expected
         else { throw refused }
-        let connection = sockets[i].connectionCount
+        let connection = links[i].transport.connectionCount
         let assignment = ShardAssignment(
             modelFingerprint: IdentityProof.coordinator(fingerprint: fingerprint, challenge: challenge), totalLayers: config.layers,
             layers: worker.layers, nextStageURL: i + 1 < workers.count ? workers[i + 1].url : "")
@@ -200,7 +170,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     /// One frame to worker `i` and its reply; `error` frames become `ClusterError`s naming the worker.
     private func exchange(
         _ i: Int, _ message: Message, step: UInt32, counts: Bool, sendTimeout: Double = 2, replyTimeout: Double? = nil,
-        abort: @escaping @Sendable () -> (any Error)? = { nil }
+        watching: Bool = false
     ) async throws -> Message {
         let id = lock.withLock { () -> UInt64 in
             defer { nextRequestID += 1 }
@@ -210,16 +180,15 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         let reply: [UInt8]
         do {
-            reply = try await sockets[i].exchange(
-                bytes, timeout: replyTimeout ?? timeout, sendTimeout: sendTimeout,
-                accept: { reply in reply.count >= 16 && reply.withUnsafeBytes { FrameHeader.replyIdentity(for: $0).requestID } == id },
-                abort: abort)
+            reply = try await links[i].exchange(
+                bytes, key: id, sendTimeout: sendTimeout, replyTimeout: replyTimeout ?? timeout, watching: watching)
         } catch let error as TransportError {
             let what: String
             switch error.kind {
             case .unreachable: what = "is unreachable (no connection within \(sendTimeout) s)"
             case .peerLost: what = "disconnected during the request"
             case .timeout: what = "did not answer within \(replyTimeout ?? timeout) s"
+            case .closed: what = "is no longer served (the pipeline was closed)"
             case .nng: what = "failed: \(error.detail)"
             }
             throw ClusterError("worker \(i + 1) at \(workers[i].url) \(what)")
@@ -244,19 +213,5 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
                 i, "reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
         }
         return frame.message
-    }
-}
-
-/// Runs one operation at a time; callers that arrive while it runs wait for it and share its
-/// outcome instead of starting another.
-actor SingleFlight {
-    private var running: Task<Void, any Error>?
-
-    func run(_ operation: @escaping @Sendable () async throws -> Void) async throws {
-        if let running { return try await running.value }
-        let task = Task { try await operation() }
-        running = task
-        defer { running = nil }
-        try await task.value
     }
 }

@@ -5,11 +5,13 @@ import L2PDTransport
 
 /// A worker process's role: listens for one coordinator, takes the layer range it is
 /// assigned, loads only those weights, keeps per-request K/V caches for its layers, and
-/// answers every frame (hidden states, or the compact readout on the last stage). Runs on its
-/// own thread; a malformed frame gets an `error` frame back and never stops the loop.
+/// answers every frame (hidden states, or the compact readout on the last stage). Frames are
+/// handled one at a time, off Swift's cooperative pool; a malformed frame gets an `error` frame
+/// back and never stops the loop.
 public final class WorkerNode: @unchecked Sendable {
-    // @unchecked: all mutable state is touched only by the thread running `serve`.
-    public let socket: PairSocket
+    // @unchecked: mutable state is touched only by `handle`, which `serve` runs one frame at a
+    // time (the next receive starts when a frame was handled).
+    public let transport: any FrameTransport
     public let name: String
     private let checkpoint: Checkpoint
     private let fingerprint: UInt64
@@ -21,34 +23,66 @@ public final class WorkerNode: @unchecked Sendable {
     private let log: @Sendable (String) -> Void
     private let cacheLimits: CacheLimits
 
-    public init(
+    /// Listens on `url` over nng.
+    public convenience init(
         listen url: String, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
+        log: @escaping @Sendable (String) -> Void
+    ) throws {
+        try self.init(
+            transport: try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes), modelDirectory: modelDirectory,
+            threads: threads, cacheLimits: cacheLimits, log: log)
+    }
+
+    /// Serves over `transport` (an nng socket, or an in-memory link in tests).
+    public init(
+        transport: any FrameTransport, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
         log: @escaping @Sendable (String) -> Void
     ) throws {
         self.cacheLimits = cacheLimits
         checkpoint = try Checkpoint(directory: modelDirectory)
         fingerprint = try ModelFingerprint.of(directory: modelDirectory)
-        socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
-        name = url
+        self.transport = transport
+        name = transport.url
         self.threads = threads
         self.log = log
     }
 
-    /// Serves frames until `shouldStop` returns true (checked every half second).
-    public func serve(shouldStop: () -> Bool = { false }) {
-        while !shouldStop() {
-            let bytes: [UInt8]
-            do {
-                guard let received = try socket.receive(timeout: 0.5) else { continue }
-                bytes = received
-            } catch {
-                log("receive failed: \(error)")
-                continue
+    /// Serves frames until the transport is closed (cancelling the calling task closes it).
+    /// Each frame is handled on the transport's thread as soon as it arrives, one at a time;
+    /// the next receive starts when it was handled.
+    public func serve() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                receiveNext(finished: finished)
             }
-            guard let reply = handle(bytes) else { continue }
-            do { try socket.send(reply, timeout: 5) } catch { log("reply dropped: \(error)") }
+        } onCancel: {
+            transport.close()
         }
     }
+
+    private func receiveNext(finished: CheckedContinuation<Void, Never>) {
+        transport.receive { [self] result in
+            switch result {
+            case .success(let bytes):
+                // On the transport's own thread (never Swift's cooperative pool): the frame is
+                // handled where it arrived, without another hop.
+                if let reply = handle(bytes) {
+                    transport.send(reply, timeout: 5) { [log] error in
+                        if let error { log("reply dropped: \(error)") }
+                    }
+                }
+                receiveNext(finished: finished)
+            case .failure(let error as TransportError) where error.kind != .closed:
+                log("receive failed: \(error)")
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.01) { [self] in receiveNext(finished: finished) }
+            case .failure:
+                finished.resume()  // closed
+            }
+        }
+    }
+
+    /// Stops `serve`.
+    public func close() { transport.close() }
 
     /// The reply to one frame, or nil when none is due (a malformed `error` frame).
     public func handle(_ bytes: [UInt8]) -> [UInt8]? {

@@ -1,4 +1,5 @@
 import L2PDModel
+import L2PDStageIO
 
 /// Merges the forward passes of concurrent requests into batches: while `maxInFlight` batches
 /// are already running (one per pipeline stage keeps every stage busy), new forwards wait and

@@ -1,5 +1,6 @@
 import Foundation
 import L2PDModel
+import L2PDStageIO
 
 /// Fast-dLLM's cache modes (section 3 of the algorithm notes).
 public enum CacheMode: String, Sendable, CaseIterable, Codable {

@@ -1,4 +1,5 @@
 import L2PDKernels
+import L2PDStageIO
 
 /// How fast a full forward pass runs compared with the machine's matrix-product speed.
 public struct ForwardBenchmarkResult: Sendable, Codable {

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDStageIO
 
 /// LLaDA's temperature sampling: `argmax(exp(l) / (-log u)^T)` over the vocabulary, computed
 /// in `Double` as the equivalent `argmax(l - T log(-log u))`. The uniform `u` for each

@@ -1,4 +1,5 @@
 import L2PDKernels
+import L2PDStageIO
 
 /// One sequence's kept K/V: for each layer of the stage, `[capacity, kvDimension]` rows.
 final class SequenceCache {

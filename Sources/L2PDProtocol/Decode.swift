@@ -1,4 +1,4 @@
-import L2PDModel
+import L2PDStageIO
 
 extension Frame {
     /// Decodes and validates one frame. Every structural rule of `proto/PROTOCOL.md` is checked

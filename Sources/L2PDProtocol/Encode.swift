@@ -1,4 +1,4 @@
-import L2PDModel
+import L2PDStageIO
 
 extension Frame {
     /// The frame's bytes. Throws a `ProtocolError` when a value cannot travel (the same rules

@@ -1,4 +1,4 @@
-import L2PDModel
+import L2PDStageIO
 
 /// Message kinds, the header's `kind` byte.
 public enum MessageKind: UInt8, Sendable, CaseIterable {

@@ -213,9 +213,10 @@ public final class HTTPServer: @unchecked Sendable {
                 if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
-            let nearest = open.map(\.deadline).min() ?? (now + 1_000_000_000)
-            let remaining = nearest > now ? nearest - now : 0
-            let waitMs = Int32(min(1000, remaining / 1_000_000 + 1))
+            // Sleep until a socket or the wake pipe is ready, or the nearest deadline.
+            var deadlines = open.map(\.deadline)
+            if !accepting { deadlines.append(acceptPausedUntil) }
+            let waitMs = deadlines.min().map { Int32(clamping: ($0 > now ? $0 - now : 0) / 1_000_000 + 1) } ?? -1
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
             if ready <= 0 { continue }
             if fds[0].revents != 0 {
@@ -251,7 +252,7 @@ public final class HTTPServer: @unchecked Sendable {
             let now = Self.now()
             guard !pending.isEmpty, now < deadline else { return }
             var fds = pending.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
-            let waitMs = Int32(min(100, (deadline - now) / 1_000_000 + 1))
+            let waitMs = Int32(clamping: (deadline - now) / 1_000_000 + 1)
             _ = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
             for c in pending where connections[c.id] != nil { flush(c) }
         }
@@ -486,12 +487,12 @@ public final class HTTPServer: @unchecked Sendable {
 }
 
 /// Whether the client of a connection is still there.
-final class HTTPLiveness: @unchecked Sendable {
-    // @unchecked: `gone` is guarded by `lock`.
-    private let lock = NSLock()
-    private var gone = false
-    func markGone() { lock.withLock { gone = true } }
-    var isGone: Bool { lock.withLock { gone } }
+final class HTTPLiveness: Sendable {
+    private let gone = Promise<Void>()
+    func markGone() { gone.fulfil(.success(())) }
+    var isGone: Bool { gone.isFulfilled }
+    /// Returns once the client has gone away (or the waiting task is cancelled).
+    func waitUntilGone() async { _ = try? await gone.value() }
 }
 
 /// One request waiting for its answer: a complete response, or a stream; used exactly once.
@@ -511,6 +512,9 @@ public final class HTTPExchange: Sendable {
 
     /// Whether the client has gone away.
     public var clientGone: Bool { liveness.isGone }
+
+    /// Returns once the client has gone away; cancel the waiting task to stop waiting.
+    public func waitUntilClientGone() async { await liveness.waitUntilGone() }
 
     public func respond(_ response: HTTPResponse) {
         guard done.set() else { return }
@@ -549,6 +553,9 @@ public final class HTTPStream: Sendable {
 
     /// Whether the client went away (or stopped reading).
     public var clientGone: Bool { liveness.isGone }
+
+    /// Returns once the client has gone away; cancel the waiting task to stop waiting.
+    public func waitUntilClientGone() async { await liveness.waitUntilGone() }
 
     /// Ends the body and closes the connection (after every write before it).
     public func close() {

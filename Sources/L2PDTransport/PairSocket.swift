@@ -1,188 +1,218 @@
 import CNNG
-import Dispatch
 import Foundation
-
-/// A transport failure, with the address it concerns.
-public struct TransportError: Error, CustomStringConvertible, Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
-        /// No peer connected within the send timeout.
-        case unreachable
-        /// The peer disconnected while a reply was awaited.
-        case peerLost
-        /// No reply within the deadline.
-        case timeout
-        /// An nng call failed.
-        case nng
-    }
-    public let kind: Kind
-    public let url: String
-    public let detail: String
-
-    public var description: String { "\(url): \(detail)" }
-}
-
-/// Counts pipes (connections) added and removed; updated from nng's own threads.
-final class PipeCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var added = 0
-    private var removed = 0
-
-    func record(_ event: nng_pipe_ev) {
-        lock.withLock {
-            if event == NNG_PIPE_EV_ADD_POST { added += 1 }
-            if event == NNG_PIPE_EV_REM_POST { removed += 1 }
-        }
-    }
-
-    var snapshot: (added: Int, removed: Int) { lock.withLock { (added, removed) } }
-}
 
 /// An nng pair1 socket: one peer at a time, frames both ways, nothing resent behind the
 /// caller's back. The coordinator dials each worker (nng reconnects in the background when a
-/// worker restarts); a worker listens. Blocking nng calls run on the socket's own serial
-/// dispatch queue or on the caller's thread, never on Swift's cooperative pool.
-public final class PairSocket: @unchecked Sendable {
-    // @unchecked: `socket` is immutable after init; nng sockets are thread-safe; option
-    // changes and blocking calls for `exchange` are serialized on `queue`.
+/// worker restarts); a worker listens. Sends and receives are nng asynchronous operations that
+/// complete through nng's callbacks: no thread blocks and nothing polls.
+public final class PairSocket: FrameTransport, @unchecked Sendable {
+    // @unchecked: `socket` is written only in init; nng sockets are thread-safe; the pipe
+    // state lives in `PipeEvents`, which guards itself.
     public let url: String
     private var socket = nng_socket()
-    private let counter = PipeCounter()
-    private let counterReference: Unmanaged<PipeCounter>
-    private let queue: DispatchQueue
+    private let events = PipeEvents()
+    private let eventsReference: Unmanaged<PipeEvents>
     private let closed = ClosedFlag()
+    private let inbox = FrameInbox()
 
     private init(url: String, maxMessageBytes: Int) throws {
         self.url = url
-        queue = DispatchQueue(label: "l2pd.pair.\(url)")
-        counterReference = Unmanaged.passRetained(counter)
-        try check(nng_pair1_open(&socket), "open")
-        try check(nng_socket_set_size(socket, "recv-size-max", maxMessageBytes), "set recv-size-max")
-        try check(nng_socket_set_ms(socket, "reconnect-time-min", 50), "set reconnect-time-min")
-        try check(nng_socket_set_ms(socket, "reconnect-time-max", 500), "set reconnect-time-max")
+        eventsReference = Unmanaged.passRetained(events)
+        try check(nng_pair1_open(&socket), url: url, "open")
+        try check(nng_socket_set_size(socket, "recv-size-max", maxMessageBytes), url: url, "set recv-size-max")
+        try check(nng_socket_set_ms(socket, "reconnect-time-min", 50), url: url, "set reconnect-time-min")
+        try check(nng_socket_set_ms(socket, "reconnect-time-max", 500), url: url, "set reconnect-time-max")
         let callback: nng_pipe_cb = { _, event, context in
             guard let context else { return }
-            Unmanaged<PipeCounter>.fromOpaque(context).takeUnretainedValue().record(event)
+            Unmanaged<PipeEvents>.fromOpaque(context).takeUnretainedValue().record(event)
         }
-        let context = counterReference.toOpaque()
-        try check(nng_pipe_notify(socket, NNG_PIPE_EV_ADD_POST, callback, context), "pipe notify")
-        try check(nng_pipe_notify(socket, NNG_PIPE_EV_REM_POST, callback, context), "pipe notify")
+        let context = eventsReference.toOpaque()
+        try check(nng_pipe_notify(socket, NNG_PIPE_EV_ADD_POST, callback, context), url: url, "pipe notify")
+        try check(nng_pipe_notify(socket, NNG_PIPE_EV_REM_POST, callback, context), url: url, "pipe notify")
     }
 
     /// Dials `url` (tcp://, ipc://, inproc://) in the background: the peer may start later.
     public static func dial(_ url: String, maxMessageBytes: Int) throws -> PairSocket {
         let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes)
-        try s.check(nng_dial(s.socket, url, nil, Int32(NNG_FLAG_NONBLOCK)), "dial")
+        try check(nng_dial(s.socket, url, nil, Int32(NNG_FLAG_NONBLOCK)), url: url, "dial")
         return s
     }
 
     /// Listens on `url`; fails at once if the address is taken or malformed.
     public static func listen(_ url: String, maxMessageBytes: Int) throws -> PairSocket {
         let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes)
-        try s.check(nng_listen(s.socket, url, nil, 0), "listen")
+        try check(nng_listen(s.socket, url, nil, 0), url: url, "listen")
         return s
     }
 
     deinit {
         close()
-        counterReference.release()
+        eventsReference.release()
     }
 
     public func close() {
         if closed.set() { nng_close(socket) }
     }
 
-    /// Whether a peer is connected now.
-    public var isConnected: Bool {
-        let s = counter.snapshot
-        return s.added > s.removed
+    public var isConnected: Bool { events.isConnected }
+    public var connectionCount: Int { events.snapshot.added }
+    public var disconnectionCount: Int { events.snapshot.removed }
+
+    public func onConnectionChange(_ handler: @escaping @Sendable (ConnectionEvent) -> Void) {
+        events.subscribe(handler)
     }
 
-    /// Connections made so far; grows by one each time a peer (re)connects.
-    public var connectionCount: Int { counter.snapshot.added }
-
-    /// Disconnections so far; grows by one each time a peer goes away.
-    public var disconnectionCount: Int { counter.snapshot.removed }
-
-    /// Blocking send; waits at most `timeout` seconds for a peer.
-    public func send(_ bytes: [UInt8], timeout: Double) throws {
-        try check(nng_socket_set_ms(socket, "send-timeout", milliseconds(timeout)), "set send-timeout")
-        let rv = bytes.withUnsafeBytes { nng_send(socket, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count, 0) }
-        if rv == Int32(NNG_ETIMEDOUT.rawValue) {
-            throw TransportError(kind: .unreachable, url: url, detail: "no peer connected within \(timeout) s")
+    public func send(_ frame: [UInt8], timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        var message: OpaquePointer? = nil
+        let allocated = nng_msg_alloc(&message, 0)
+        guard allocated == 0, let message else { return completion(TransportError.nng(allocated, url: url, "message alloc")) }
+        let appended = frame.withUnsafeBytes { nng_msg_append(message, $0.baseAddress, $0.count) }
+        guard appended == 0 else {
+            nng_msg_free(message)
+            return completion(TransportError.nng(appended, url: url, "message append"))
         }
-        try check(rv, "send")
-    }
-
-    /// Blocking receive of one frame; nil when nothing arrived within `timeout` seconds.
-    public func receive(timeout: Double) throws -> [UInt8]? {
-        try check(nng_socket_set_ms(socket, "recv-timeout", milliseconds(timeout)), "set recv-timeout")
-        var buffer: UnsafeMutableRawPointer? = nil
-        var size = 0
-        let rv = withUnsafeMutablePointer(to: &buffer) { pointer in
-            nng_recv(socket, UnsafeMutableRawPointer(pointer), &size, Int32(NNG_FLAG_ALLOC))
+        let (socket, url) = (self.socket, self.url)
+        AioCall.start(timeout: timeout) { aio in
+            nng_aio_set_msg(aio, message)
+            nng_send_aio(socket, aio)
+        } finish: { aio, rv in
+            if rv != 0, let aio, let unsent = nng_aio_get_msg(aio) { nng_msg_free(unsent) }  // still ours
+            completion(Self.error(rv, url: url, timeout: timeout))
         }
-        if rv == Int32(NNG_ETIMEDOUT.rawValue) { return nil }
-        try check(rv, "receive")
-        defer { nng_free(buffer, size) }
-        return [UInt8](UnsafeRawBufferPointer(start: buffer, count: size))
     }
 
-    /// Sends `bytes`, then waits for a reply that `accept` takes (stale replies are skipped).
-    /// Fails as soon as the peer disconnects, after `timeout` seconds, or when `abort` (polled
-    /// every 50 ms) returns an error.
-    public func exchange(
-        _ bytes: [UInt8], timeout: Double, sendTimeout: Double = 2, accept: @escaping @Sendable ([UInt8]) -> Bool,
-        abort: @escaping @Sendable () -> (any Error)? = { nil }
-    ) async throws -> [UInt8] {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { [self] in
-                continuation.resume(
-                    with: Result { try exchangeBlocking(bytes, timeout: timeout, sendTimeout: sendTimeout, accept: accept, abort: abort) })
+    /// Frames are read by one thread of this socket's own, blocked in `nng_recv` (no timeout:
+    /// it returns when a frame arrives or the socket closes), which runs `completion` itself:
+    /// the shortest path from the wire to a worker's compute or a waiting caller.
+    @discardableResult
+    public func receive(completion: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) -> CancelHandle {
+        inbox.receive(
+            completion,
+            start: { [socket, url, inbox] in
+                let thread = Thread { inbox.read(socket: socket, url: url) }
+                thread.name = "l2pd.pair.reader"
+                thread.start()
+            })
+    }
+
+    /// The error an operation's result code stands for (nil: none).
+    static func error(_ rv: Int32, url: String, timeout: Double) -> (any Error)? {
+        switch rv {
+        case 0: return nil
+        case Int32(NNG_ETIMEDOUT.rawValue):
+            return TransportError(kind: .unreachable, url: url, detail: "no peer took the frame within \(timeout) s")
+        case Int32(NNG_ECANCELED.rawValue): return CancellationError()
+        default: return TransportError.nng(rv, url: url, "operation")
+        }
+    }
+}
+
+/// Frames read from a socket and the receives waiting for them.
+final class FrameInbox: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    typealias Completion = @Sendable (Result<[UInt8], any Error>) -> Void
+    private let lock = NSLock()
+    private var waiting: [(id: UInt64, completion: Completion)] = []
+    private var frames: [[UInt8]] = []
+    private var failure: (any Error)?
+    private var reading = false
+    private var nextID: UInt64 = 0
+
+    /// Hands the next frame to `completion`; `start` starts the reader the first time.
+    func receive(_ completion: @escaping Completion, start: () -> Void) -> CancelHandle {
+        let handle = CancelHandle()
+        enum Now {
+            case wait(UInt64, startReader: Bool)
+            case frame([UInt8])
+            case failed(any Error)
+        }
+        let now = lock.withLock { () -> Now in
+            if !frames.isEmpty { return .frame(frames.removeFirst()) }
+            if let failure { return .failed(failure) }
+            let id = nextID
+            nextID += 1
+            waiting.append((id, completion))
+            defer { reading = true }
+            return .wait(id, startReader: !reading)
+        }
+        switch now {
+        case .frame(let frame): DispatchQueue.global().async { completion(.success(frame)) }  // not on the caller's stack
+        case .failed(let error): DispatchQueue.global().async { completion(.failure(error)) }
+        case .wait(let id, let startReader):
+            if startReader { start() }
+            handle.set { [self] in
+                let cancelled = lock.withLock { () -> Completion? in
+                    guard let index = waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                    return waiting.remove(at: index).completion
+                }
+                cancelled?(.failure(CancellationError()))
             }
         }
+        return handle
     }
 
-    private func exchangeBlocking(
-        _ bytes: [UInt8], timeout: Double, sendTimeout: Double, accept: ([UInt8]) -> Bool, abort: () -> (any Error)?
-    ) throws -> [UInt8] {
-        let lostBefore = counter.snapshot.removed
-        // Send without blocking in nng, so a peer lost (or an abort) while no peer takes the
-        // frame is noticed at once rather than after the whole send timeout.
-        let sendDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(sendTimeout * 1e9)
+    /// The reader thread's loop: until the socket closes, each frame goes to the oldest waiting
+    /// receive (on this thread) or waits for the next one.
+    func read(socket: nng_socket, url: String) {
         while true {
-            let rv = bytes.withUnsafeBytes {
-                nng_send(socket, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count, Int32(NNG_FLAG_NONBLOCK))
+            var buffer: UnsafeMutableRawPointer? = nil
+            var size = 0
+            let rv = withUnsafeMutablePointer(to: &buffer) { nng_recv(socket, UnsafeMutableRawPointer($0), &size, Int32(NNG_FLAG_ALLOC)) }
+            guard rv == 0 else {
+                if rv == Int32(NNG_ECLOSED.rawValue) {
+                    let error = TransportError(kind: .closed, url: url, detail: "closed")
+                    let stranded = lock.withLock { () -> [Completion] in
+                        failure = error
+                        defer { waiting = [] }
+                        return waiting.map(\.completion)
+                    }
+                    for completion in stranded { completion(.failure(error)) }
+                    return
+                }
+                continue  // a failed read (out of memory, say) is not the end of the socket
             }
-            if rv == 0 { break }
-            if rv != Int32(NNG_EAGAIN.rawValue) { try check(rv, "send") }
-            if counter.snapshot.removed != lostBefore {
-                throw TransportError(kind: .peerLost, url: url, detail: "peer disconnected before the frame was sent")
+            let frame = [UInt8](UnsafeRawBufferPointer(start: buffer, count: size))
+            nng_free(buffer, size)
+            let completion = lock.withLock { () -> Completion? in
+                if waiting.isEmpty {
+                    frames.append(frame)
+                    return nil
+                }
+                return waiting.removeFirst().completion
             }
-            if let error = abort() { throw error }
-            if DispatchTime.now().uptimeNanoseconds > sendDeadline {
-                throw TransportError(kind: .unreachable, url: url, detail: "no peer connected within \(sendTimeout) s")
-            }
-            usleep(1000)
-        }
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
-        while true {
-            if counter.snapshot.removed != lostBefore {
-                throw TransportError(kind: .peerLost, url: url, detail: "peer disconnected while a reply was awaited")
-            }
-            if let error = abort() { throw error }
-            if DispatchTime.now().uptimeNanoseconds > deadline {
-                throw TransportError(kind: .timeout, url: url, detail: "no reply within \(timeout) s")
-            }
-            if let reply = try receive(timeout: 0.05), accept(reply) { return reply }
+            completion?(.success(frame))
         }
     }
+}
 
-    private func milliseconds(_ seconds: Double) -> Int32 { Int32(max(1, min(seconds * 1000, 86_400_000))) }
+/// Pipes (connections) added and removed, and who wants to hear of them; updated from nng's
+/// own threads.
+final class PipeEvents: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var added = 0
+    private var removed = 0
+    private var handlers: [@Sendable (ConnectionEvent) -> Void] = []
 
-    private func check(_ rv: Int32, _ what: String) throws {
-        guard rv != 0 else { return }
-        throw TransportError(kind: .nng, url: url, detail: "\(what) failed: \(String(cString: nng_strerror(rv)))")
+    func record(_ event: nng_pipe_ev) {
+        let (change, handlers) = lock.withLock { () -> (ConnectionEvent?, [@Sendable (ConnectionEvent) -> Void]) in
+            if event == NNG_PIPE_EV_ADD_POST {
+                added += 1
+                return (.connected, self.handlers)
+            }
+            if event == NNG_PIPE_EV_REM_POST {
+                removed += 1
+                return (.disconnected, self.handlers)
+            }
+            return (nil, [])
+        }
+        if let change { for handler in handlers { handler(change) } }
     }
+
+    func subscribe(_ handler: @escaping @Sendable (ConnectionEvent) -> Void) { lock.withLock { handlers.append(handler) } }
+
+    var snapshot: (added: Int, removed: Int) { lock.withLock { (added, removed) } }
+    var isConnected: Bool { lock.withLock { added > removed } }
 }
 
 /// Set once; `set()` returns true for the first caller only.
@@ -195,4 +225,5 @@ final class ClosedFlag: @unchecked Sendable {
             return !value
         }
     }
+    var isSet: Bool { lock.withLock { value } }
 }

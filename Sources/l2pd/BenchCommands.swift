@@ -1,6 +1,5 @@
 import Foundation
 import L2PDCommandLine
-import L2PDKernels
 import L2PDModel
 
 struct BenchForwardCommand: Command {

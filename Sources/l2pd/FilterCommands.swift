@@ -2,6 +2,7 @@ import Foundation
 import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
+import L2PDEvaluation
 import L2PDFilter
 import L2PDTasks
 

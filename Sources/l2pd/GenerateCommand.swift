@@ -67,7 +67,7 @@ struct GenerateCommand: Command {
         }
         if let url = o.string("coordinator") {
             let finalRequest = try DecodingOptions.request(o, prompt: prompt)
-            let reply = try await Blocking.run { try CoordinatorClient.generate(finalRequest, url: url) }
+            let reply = try await CoordinatorClient(url: url).generate(finalRequest)
             if o.has("json") {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

@@ -3,6 +3,7 @@ import L2PDCluster
 import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
+import L2PDEvaluation
 import L2PDTasks
 import L2PDTransport
 
@@ -69,13 +70,15 @@ struct LoadtestCommand: Command {
         let send: LoadTest.Send
         if url.hasPrefix("http://") {
             let target = try HTTPClient.parse(url)
-            send = { request in try HTTPCompletionClient.generate(request, target: target, timeout: timeout) }
+            // The HTTP client blocks: each request on a thread of its own.
+            send = { request in try await Blocking.run { try HTTPCompletionClient.generate(request, target: target, timeout: timeout) } }
         } else {
-            send = { request in LoadTestReply(try CoordinatorClient.generate(request, url: url, timeout: timeout)) }
+            let client = try CoordinatorClient(url: url)
+            send = { request in LoadTestReply(try await client.generate(request, timeout: timeout)) }
         }
         let progress = Progress("loadtest", total: plan.requests)
-        return try await Blocking.run {
-            LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, _ in progress.update(done) }
+        return await LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, _ in
+            progress.update(done)
         }
     }
 

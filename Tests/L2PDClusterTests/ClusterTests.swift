@@ -2,9 +2,11 @@ import Foundation
 import L2PDDecoding
 import L2PDDefaultModel
 import L2PDEngine
+import L2PDEvaluation
 import L2PDFilter
 import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import L2PDTasks
 import L2PDTokenizer
 import L2PDTransport
@@ -12,33 +14,21 @@ import Testing
 
 @testable import L2PDCluster
 
-/// Real `l2pd worker` processes on loopback, started from the executable built next to the tests.
-final class WorkerProcesses: @unchecked Sendable {
-    private(set) var processes: [Process] = []
-    let urls: [String]
+/// Real `l2pd worker` processes on loopback (`LocalWorkers`), started from the executable
+/// built next to the tests, serving the default model unless told otherwise.
+final class WorkerProcesses: Sendable {
+    let local: LocalWorkers
     let model: URL
 
-    /// Starts `count` workers on consecutive random ports; a worker that exits at once (its port
-    /// was taken) makes the whole group start again on other ports.
     init(count: Int, model: URL? = nil) throws {
-        self.model = try model ?? #require(DefaultModel.directory)
-        var attempt = 0
-        while true {
-            let base = 20_000 + Int.random(in: 0..<12_000)  // below the kernel's ephemeral ports
-            let candidates = (0..<count).map { "tcp://127.0.0.1:\(base + $0)" }
-            var started: [Process] = []
-            for url in candidates { started.append(try Self.start(url, model: self.model)) }
-            Thread.sleep(forTimeInterval: 0.5)  // a worker that cannot listen exits within this
-            if started.allSatisfy(\.isRunning) || attempt == 9 {
-                urls = candidates
-                processes = started
-                return
-            }
-            for p in started where p.isRunning { p.terminate() }
-            for p in started { p.waitUntilExit() }
-            attempt += 1
-        }
+        let model = try model ?? #require(DefaultModel.directory)
+        self.model = model
+        local = try LocalWorkers(count: count, executable: try Self.executable, arguments: ["--model", model.path, "--threads", "1"])
     }
+
+    var urls: [String] { local.urls }
+    func kill(_ i: Int) { local.kill(i) }
+    func restart(_ i: Int) throws { try local.restart(i) }
 
     static var executable: URL {
         get throws {
@@ -50,25 +40,18 @@ final class WorkerProcesses: @unchecked Sendable {
             return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }, "build l2pd first")
         }
     }
+}
 
-    static func start(_ url: String, model: URL) throws -> Process {
-        let p = Process()
-        p.executableURL = try executable
-        p.arguments = ["worker", "--listen", url, "--model", model.path, "--threads", "1", "--quiet"]
-        try p.run()
-        return p
-    }
-
-    func kill(_ i: Int) {
-        processes[i].terminate()
-        processes[i].waitUntilExit()
-    }
-
-    func restart(_ i: Int) throws { processes[i] = try Self.start(urls[i], model: model) }
-
-    deinit {
-        for p in processes where p.isRunning { p.terminate() }
-        for p in processes { p.waitUntilExit() }
+/// The next frame on `transport`, or nil when none arrives within `seconds`.
+func receive(_ transport: any FrameTransport, within seconds: Double) async throws -> [UInt8]? {
+    try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+        group.addTask { try await transport.receive() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await group.next() ?? nil
     }
 }
 
@@ -207,36 +190,30 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
             message: .forward(
                 ForwardRequest(batch: [SequenceForward(sequenceID: 1, length: 4, readPositions: [0, 1])], input: .tokens([1, 2, 3, 4])))
         ).encode()
-        let errors = try await offPool { () throws -> Int in
-            var random = SystemRandomNumberGenerator()
-            var errors = 0
-            for i in 0..<3000 {
-                var bytes: [UInt8]
-                switch i % 4 {
-                case 0: bytes = (0..<Int.random(in: 0..<200, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-                case 1:
-                    bytes = i % 8 == 1 ? valid : forward
-                    for _ in 0..<Int.random(in: 1...4, using: &random) {
-                        bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
-                    }
-                case 2: bytes = Array(forward.prefix(Int.random(in: 0..<forward.count, using: &random)))
-                default:
-                    bytes = forward + (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        var random = SystemRandomNumberGenerator()
+        var errors = 0
+        for i in 0..<3000 {
+            var bytes: [UInt8]
+            switch i % 4 {
+            case 0: bytes = (0..<Int.random(in: 0..<200, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+            case 1:
+                bytes = i % 8 == 1 ? valid : forward
+                for _ in 0..<Int.random(in: 1...4, using: &random) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
                 }
-                try socket.send(bytes, timeout: 5)
-                if let reply = try socket.receive(timeout: 0.2), let frame = try? Frame.decode(reply), case .error = frame.message {
-                    errors += 1
-                }
+            case 2: bytes = Array(forward.prefix(Int.random(in: 0..<forward.count, using: &random)))
+            default:
+                bytes = forward + (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
             }
-            while try socket.receive(timeout: 0.3) != nil {}
-            return errors
+            try await socket.send(bytes, timeout: 5)
+            if let reply = try await receive(socket, within: 0.2), let frame = try? Frame.decode(reply), case .error = frame.message {
+                errors += 1
+            }
         }
+        while try await receive(socket, within: 0.3) != nil {}
         #expect(errors > 2000)
-        let reply = try #require(
-            try await offPool { () throws -> [UInt8]? in
-                try socket.send(valid, timeout: 5)
-                return try socket.receive(timeout: 5)
-            })
+        try await socket.send(valid, timeout: 5)
+        let reply = try #require(try await receive(socket, within: 5))
         #expect(try Frame.decode(reply) == Frame(requestID: 9, step: 1, message: .pong(nonce: 77)))
     }
 
@@ -264,9 +241,11 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         }
         let url = "tcp://127.0.0.1:\(18_000 + Int.random(in: 0..<2_000))"
         let server = try ReplyServer(listening: url)
-        let serving = Thread { try? coordinator.serve(on: server) }
-        serving.start()
-        defer { server.close() }
+        let serving = Task { try await coordinator.serve(on: server) }
+        defer {
+            server.close()
+            serving.cancel()
+        }
 
         let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
         let prompts = TaskSuite.examples(split: .eval, count: 12, seed: 8).map(\.prompt)
@@ -287,7 +266,7 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         }
         let replies = try await withThrowingTaskGroup(of: (Int, GenerationReply).self) { group in
             for (i, request) in requests.enumerated() {
-                group.addTask { (i, try await offPool { try CoordinatorClient.generate(request, url: url, timeout: 60) }) }
+                group.addTask { (i, try await CoordinatorClient(url: url).generate(request, timeout: 60)) }
             }
             var out = [GenerationReply?](repeating: nil, count: requests.count)
             for try await (i, reply) in group { out[i] = reply }
@@ -297,31 +276,28 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         let batched = await coordinator.statistics
         #expect(batched.batchedSequences > batched.batches, "concurrent forwards should have shared batches")
 
-        let refusals = try await offPool { () throws -> [String] in
-            var random = SystemRandomNumberGenerator()
-            var kinds: [String] = []
-            let socket = try RequestSocket(dialing: url)
-            let valid = Array(try JSONEncoder().encode(requests[0]))
-            for i in 0..<200 {
-                var bytes: [UInt8]
-                switch i % 3 {
-                case 0: bytes = (0..<Int.random(in: 0..<100, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-                case 1:
-                    bytes = valid
-                    bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
-                default: bytes = Array(#"{"prompt": "What is 1 + 1?", "cache": "sideways"}"#.utf8)
-                }
-                let reply = try socket.request(bytes, timeout: 30)
-                if let object = try? JSONDecoder().decode([String: String].self, from: Data(reply)), let kind = object["kind"] {
-                    kinds.append(kind)
-                }
+        var random = SystemRandomNumberGenerator()
+        var refusals: [String] = []
+        let socket = try RequestSocket(dialing: url)
+        let valid = Array(try JSONEncoder().encode(requests[0]))
+        for i in 0..<200 {
+            var bytes: [UInt8]
+            switch i % 3 {
+            case 0: bytes = (0..<Int.random(in: 0..<100, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+            case 1:
+                bytes = valid
+                bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+            default: bytes = Array(#"{"prompt": "What is 1 + 1?", "cache": "sideways"}"#.utf8)
             }
-            return kinds
+            let reply = try await socket.request(bytes, timeout: 30)
+            if let object = try? JSONDecoder().decode([String: String].self, from: Data(reply)), let kind = object["kind"] {
+                refusals.append(kind)
+            }
         }
         // Every request got an answer; the undecodable ones an error that says so.
         #expect(refusals.count >= 130)
         #expect(refusals.allSatisfy { $0 == ErrorClass.invalidRequest.rawValue })
-        let after = try await offPool { try CoordinatorClient.generate(requests[1], url: url, timeout: 60) }
+        let after = try await CoordinatorClient(url: url).generate(requests[1], timeout: 60)
         #expect(after.tokens == expected[1])
         let counters = await coordinator.statistics
         #expect(counters.served >= prompts.count + 1)
@@ -380,11 +356,9 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(firstBlock > 0)
         let loadPrompts = TaskSuite.examples(split: .eval, count: 4, seed: 8).map { LoadTestPrompt(prompt: $0.prompt, example: $0) }
         let loadTemplate = template
-        let load = try await offPool {
-            LoadTest.run(plan: LoadTestPlan(requests: 4, arrivals: .concurrency(2)), prompts: loadPrompts, template: loadTemplate) {
-                try HTTPCompletionClient.generate($0, target: target, timeout: 60)
-            }
-        }
+        let load = await LoadTest.run(
+            plan: LoadTestPlan(requests: 4, arrivals: .concurrency(2)), prompts: loadPrompts, template: loadTemplate
+        ) { request in try await offPool { try HTTPCompletionClient.generate(request, target: target, timeout: 60) } }
         #expect(load.ok == 4 && load.failed == 0)
         #expect(load.first_block_p50 != nil && load.first_block_p99! <= load.latency_p99)
 

@@ -5,6 +5,7 @@ import L2PDEngine
 import L2PDFilter
 import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import L2PDTransport
 import Testing
 
@@ -44,7 +45,7 @@ final class LiveService: @unchecked Sendable {
         nngURL = "tcp://127.0.0.1:\(8_000 + Int.random(in: 0..<4_000))"
         replyServer = try ReplyServer(listening: nngURL)
         let server = replyServer
-        Thread.detachNewThread { try? coordinator.serve(on: server) }
+        Task { try? await coordinator.serve(on: server) }
         http = try HTTPServer(url: "http://127.0.0.1:0", limits: httpLimits)
         try HTTPAPI(coordinator: coordinator, modelName: "default").install(on: http)
         try http.start()
@@ -112,7 +113,7 @@ enum BoundaryValues {
             let (status, text) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: body) }
             #expect(status == 400, "\(body) -> \(text)")
             #expect(text.contains("invalid_request_error"), "\(body) -> \(text)")
-            let reply = try await offPool { try RequestSocket(dialing: service.nngURL).request(Array(body.utf8), timeout: 30) }
+            let reply = try await RequestSocket(dialing: service.nngURL).request(Array(body.utf8), timeout: 30)
             let kind = try JSONDecoder().decode([String: String].self, from: Data(reply))["kind"]
             #expect(kind == ErrorClass.invalidRequest.rawValue, "\(body) over nng")
         }
@@ -137,14 +138,13 @@ enum BoundaryValues {
         var cases = 0
         var refused = 0
         for field in BoundaryValues.fields {
-            let outcomes = try await offPool { () throws -> [(String, Int, String, String)] in
-                let socket = try RequestSocket(dialing: service.nngURL)
-                return try BoundaryValues.all.map { value in
-                    let body = BoundaryValues.body(field, value)
-                    let (status, text) = try RawHTTP.request(port: port, "POST", "/v1/completions", body: body)
-                    let reply = try socket.request(Array(body.utf8), timeout: 60)
-                    return (value, status, text, String(decoding: reply, as: UTF8.self))
-                }
+            let socket = try RequestSocket(dialing: service.nngURL)
+            var outcomes: [(String, Int, String, String)] = []
+            for value in BoundaryValues.all {
+                let body = BoundaryValues.body(field, value)
+                let (status, text) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: body) }
+                let reply = try await socket.request(Array(body.utf8), timeout: 60)
+                outcomes.append((value, status, text, String(decoding: reply, as: UTF8.self)))
             }
             for (value, status, text, nng) in outcomes {
                 cases += 2
@@ -225,7 +225,7 @@ enum BoundaryValues {
             ("empty", []), ("not an object", Array("[1, 2]".utf8)), ("null prompt", Array(#"{"prompt": null}"#.utf8)),
         ]
         for (name, bytes) in nngBodies {
-            let reply = try await offPool { try RequestSocket(dialing: service.nngURL).request(bytes, timeout: 30) }
+            let reply = try await RequestSocket(dialing: service.nngURL).request(bytes, timeout: 30)
             let kind = try? JSONDecoder().decode([String: String].self, from: Data(reply))["kind"]
             #expect(kind == ErrorClass.invalidRequest.rawValue, "nng \(name): \(String(decoding: reply, as: UTF8.self))")
         }
@@ -254,9 +254,7 @@ enum BoundaryValues {
         #expect(results.filter { !$0.0 }.allSatisfy { $0.1 == 413 })
         #expect(results.first { $0.0 }?.1 == 200)
         // Over nng, a prompt beyond the limit is refused with a message, not tokenized.
-        let reply = try await offPool {
-            try RequestSocket(dialing: service.nngURL).request(Array(megabyte.utf8), timeout: 30)
-        }
+        let reply = try await RequestSocket(dialing: service.nngURL).request(Array(megabyte.utf8), timeout: 30)
         #expect(String(decoding: reply, as: UTF8.self).contains("accepts at most"))
     }
 }
@@ -264,52 +262,55 @@ enum BoundaryValues {
 /// A worker that speaks the protocol but answers forwards with whatever `readout` makes. It
 /// holds the model (answers the handshake with real proofs) unless `echoes`: then it behaves
 /// like a process squatting a worker's port, echoing whatever identity it is sent.
-final class FakeWorker: @unchecked Sendable {
+final class FakeWorker: Sendable {
     let url: String
-    private let socket: PairSocket
-    private let fingerprint: UInt64
-    private let echoes: Bool
-    private let readout: @Sendable (SequenceForward) -> Readout
-    private let stopped = NSLock()
-    private var stop = false
-    private var challenge: UInt64 = 0
+    private let transport: any FrameTransport
+    private let serving: Task<Void, Never>
 
-    init(fingerprint: UInt64, echoes: Bool = false, readout: @escaping @Sendable (SequenceForward) -> Readout) throws {
-        url = "tcp://127.0.0.1:\(12_000 + Int.random(in: 0..<6_000))"
-        socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
-        self.fingerprint = fingerprint
-        self.echoes = echoes
-        self.readout = readout
-        Thread.detachNewThread { [self] in serve() }
+    /// Listens on a random loopback port.
+    convenience init(fingerprint: UInt64, echoes: Bool = false, readout: @escaping @Sendable (SequenceForward) -> Readout) throws {
+        let url = "tcp://127.0.0.1:\(12_000 + Int.random(in: 0..<6_000))"
+        let socket = try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes)
+        self.init(transport: socket, fingerprint: fingerprint, echoes: echoes, readout: readout)
+    }
+
+    /// Serves on `transport` (an in-memory link, say).
+    init(
+        transport: any FrameTransport, fingerprint: UInt64, echoes: Bool = false,
+        readout: @escaping @Sendable (SequenceForward) -> Readout
+    ) {
+        url = transport.url
+        self.transport = transport
+        serving = Task {
+            var challenge: UInt64 = 0
+            while true {
+                guard let bytes = try? await transport.receive() else { return }
+                guard let frame = try? Frame.decode(bytes) else { continue }
+                let message: Message
+                switch frame.message {
+                case .hello(let hello):
+                    challenge = hello.modelFingerprint
+                    let answer = echoes ? challenge : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+                    message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
+                case .shardAssignment(let assignment):
+                    let answer = echoes ? assignment.modelFingerprint : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+                    message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
+                case .forward(let request):
+                    message = .readout(
+                        ReadoutReply(sequences: request.batch.map { SequenceReadout(sequenceID: $0.sequenceID, readout: readout($0)) }))
+                case .releaseCache(let ids): message = .releaseCache(ids)
+                default: continue
+                }
+                if let reply = try? Frame(requestID: frame.requestID, step: frame.step, message: message).encode() {
+                    try? await transport.send(reply, timeout: 2)
+                }
+            }
+        }
     }
 
     func close() {
-        stopped.withLock { stop = true }
-        socket.close()
-    }
-
-    private func serve() {
-        while !stopped.withLock({ stop }) {
-            guard let bytes = try? socket.receive(timeout: 0.2), let frame = try? Frame.decode(bytes) else { continue }
-            let message: Message
-            switch frame.message {
-            case .hello(let hello):
-                challenge = hello.modelFingerprint
-                let answer = echoes ? challenge : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
-                message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
-            case .shardAssignment(let assignment):
-                let answer = echoes ? assignment.modelFingerprint : IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
-                message = .hello(Hello(role: .worker, modelFingerprint: answer, name: "fake"))
-            case .forward(let request):
-                message = .readout(
-                    ReadoutReply(sequences: request.batch.map { SequenceReadout(sequenceID: $0.sequenceID, readout: readout($0)) }))
-            case .releaseCache(let ids): message = .releaseCache(ids)
-            default: continue
-            }
-            if let reply = try? Frame(requestID: frame.requestID, step: frame.step, message: message).encode() {
-                try? socket.send(reply, timeout: 2)
-            }
-        }
+        transport.close()
+        serving.cancel()
     }
 }
 

@@ -42,7 +42,7 @@ import Testing
             }
             for _ in 0..<2 {
                 group.addTask {
-                    let reply = try await offPool { try RequestSocket(dialing: nng).request(Array(overNNG.utf8), timeout: 120) }
+                    let reply = try await RequestSocket(dialing: nng).request(Array(overNNG.utf8), timeout: 120)
                     let text = String(decoding: reply, as: UTF8.self)
                     return ("nng", text.contains("\"tokens\"") && !text.contains("\"error\""), text)
                 }

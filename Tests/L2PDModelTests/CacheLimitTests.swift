@@ -1,4 +1,5 @@
 import Foundation
+import L2PDStageIO
 import Testing
 
 @testable import L2PDModel

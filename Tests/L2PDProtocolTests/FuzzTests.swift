@@ -1,5 +1,5 @@
-import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import Testing
 
 /// Feeds random and mutated frames to the decoder: each must throw a `ProtocolError` or decode

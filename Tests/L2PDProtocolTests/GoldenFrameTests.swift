@@ -1,6 +1,6 @@
 import Foundation
-import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import Testing
 
 /// The frames written by `scripts/make_proto_vectors.py` (an independent NumPy/struct encoder)

@@ -1,5 +1,5 @@
-import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 import Testing
 
 @Suite struct RoundTripTests {

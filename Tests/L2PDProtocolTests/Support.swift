@@ -1,6 +1,6 @@
 import Foundation
-import L2PDModel
 import L2PDProtocol
+import L2PDStageIO
 
 /// SplitMix64: a small seeded generator so every run sees the same random messages.
 struct SeededGenerator: RandomNumberGenerator {

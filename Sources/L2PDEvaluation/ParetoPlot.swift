@@ -1,4 +1,5 @@
 import Foundation
+import L2PDEngine
 
 /// Draws accuracy against tokens per forward pass for every evaluation row as an SVG
 /// scatter plot (a Pareto picture: up and to the right is better).

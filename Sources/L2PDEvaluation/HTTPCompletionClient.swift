@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCluster
 import L2PDEngine
 import L2PDTokenizer
 import L2PDTransport

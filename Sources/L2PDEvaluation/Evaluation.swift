@@ -1,5 +1,6 @@
 import Foundation
 import L2PDDecoding
+import L2PDEngine
 import L2PDModel
 import L2PDTasks
 

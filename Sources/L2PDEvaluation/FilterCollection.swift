@@ -1,5 +1,6 @@
 import Foundation
 import L2PDDecoding
+import L2PDEngine
 import L2PDFilter
 import L2PDTasks
 

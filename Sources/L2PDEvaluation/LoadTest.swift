@@ -1,4 +1,5 @@
 import Foundation
+import L2PDCluster
 import L2PDEngine
 import L2PDTasks
 import L2PDTransport
@@ -68,29 +69,28 @@ public struct LoadTestReply: Sendable {
     }
 }
 
-/// Sends requests the way the plan says, each through `send` on a thread of its own (sends
-/// block), and summarises the replies.
+/// Sends requests the way the plan says, each as a task of its own, and summarises the replies.
 public enum LoadTest {
-    public typealias Send = @Sendable (GenerationRequest) throws -> LoadTestReply
+    public typealias Send = @Sendable (GenerationRequest) async throws -> LoadTestReply
 
     public static func run(
         plan: LoadTestPlan, prompts: [LoadTestPrompt], template: GenerationRequest, send: @escaping Send,
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
-    ) -> LoadTestReport {
+    ) async -> LoadTestReport {
         precondition(!prompts.isEmpty && plan.requests > 0)
         let results = ResultsLog(total: plan.requests, progress: progress)
-        let started = DispatchTime.now().uptimeNanoseconds
-        let deadline = plan.duration.map { started + UInt64($0 * 1e9) }
-        let expired: @Sendable () -> Bool = { deadline.map { DispatchTime.now().uptimeNanoseconds >= $0 } ?? false }
-        let one: @Sendable (Int) -> Void = { index in
+        let started = ContinuousClock.now
+        let deadline = plan.duration.map { started + .milliseconds(Int(min($0, 86_400) * 1000)) }
+        let expired: @Sendable () -> Bool = { deadline.map { ContinuousClock.now >= $0 } ?? false }
+        let one: @Sendable (Int) async -> Void = { index in
             var request = template
             let prompt = prompts[index % prompts.count]
             request.prompt = prompt.prompt
-            let t0 = DispatchTime.now().uptimeNanoseconds
+            let t0 = ContinuousClock.now
             let outcome: Outcome
             do {
-                let answer = try send(request)
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                let answer = try await send(request)
+                let seconds = Self.seconds(ContinuousClock.now - t0)
                 let correct = prompt.example.map { TaskSuite.isCorrect($0, output: answer.reply.text) }
                 outcome = .ok(seconds: seconds, reply: answer.reply, correct: correct, firstBlock: answer.firstBlockSeconds)
             } catch let refusal as CoordinatorRefusal {
@@ -102,40 +102,37 @@ public enum LoadTest {
             }
             results.add(outcome)
         }
-        let group = DispatchGroup()
-        switch plan.arrivals {
-        case .concurrency(let clients):
-            let next = Counter()
-            for _ in 0..<max(1, clients) {
-                group.enter()
-                Thread.detachNewThread {
-                    while !expired(), let i = next.take(below: plan.requests) { one(i) }
-                    group.leave()
+        await withTaskGroup(of: Void.self) { group in
+            switch plan.arrivals {
+            case .concurrency(let clients):
+                let next = Counter()
+                for _ in 0..<max(1, clients) {
+                    group.addTask {
+                        while !expired(), let i = next.take(below: plan.requests) { await one(i) }
+                    }
                 }
-            }
-        case .rate(let rate):
-            var rng = SplitMix64(seed: plan.seed)
-            var due = started
-            for i in 0..<plan.requests {
-                let u = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-12)
-                due += UInt64(-log(u) / rate * 1e9)
-                let now = DispatchTime.now().uptimeNanoseconds
-                if due > now { usleep(UInt32(min((due - now) / 1000, UInt64(UInt32.max)))) }
-                if expired() { break }
-                group.enter()
-                Thread.detachNewThread {
-                    one(i)
-                    group.leave()
+            case .rate(let rate):
+                var rng = SplitMix64(seed: plan.seed)
+                var due = started
+                for i in 0..<plan.requests {
+                    let u = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-12)
+                    due += .nanoseconds(Int64(min(-log(u) / rate * 1e9, 1e15)))
+                    try? await Task.sleep(until: due, clock: .continuous)
+                    if expired() { break }
+                    group.addTask { await one(i) }
                 }
             }
         }
-        group.wait()
-        var report = results.report(seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        var report = results.report(seconds: Self.seconds(ContinuousClock.now - started))
         switch plan.arrivals {
         case .concurrency(let c): report.concurrency = c
         case .rate(let r): report.rate = r
         }
         return report
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     /// Nearest-rank percentile (`p` in 0...100) of `values`; 0 for none.
@@ -151,7 +148,7 @@ public enum LoadTest {
         case failed(kind: String)
     }
 
-    /// Outcomes gathered from many threads.
+    /// Outcomes gathered from many tasks.
     final class ResultsLog: @unchecked Sendable {
         // @unchecked: every field is guarded by `lock`.
         private let lock = NSLock()

@@ -1,0 +1,80 @@
+import Foundation
+
+/// How many requests a coordinator decodes at once and how many may wait for a turn; a request
+/// beyond both is refused at once with a "busy" error.
+public struct AdmissionLimits: Sendable, Equatable {
+    public var concurrent: Int
+    public var queued: Int
+    /// Forward batches in flight at once (nil: two per worker, which measured best on a 2-worker
+    /// loopback cluster; one per worker left bubbles). Forwards beyond that wait and leave
+    /// together as one batch.
+    public var batchesInFlight: Int?
+    public init(concurrent: Int = 8, queued: Int = 32, batchesInFlight: Int? = nil) {
+        self.concurrent = max(1, concurrent)
+        self.queued = max(0, queued)
+        self.batchesInFlight = batchesInFlight.map { max(1, $0) }
+    }
+}
+
+/// Decoding slots: `admit` takes one or waits in a bounded line for one, `leave` hands it on.
+public actor AdmissionGate {
+    public nonisolated let limits: AdmissionLimits
+    public private(set) var running = 0
+    public private(set) var refused = 0
+    /// Set when the server is shutting down: new requests are refused, those admitted finish.
+    public private(set) var draining = false
+    private var line: [CheckedContinuation<Void, Never>] = []
+    private var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var nextIdleWaiter: UInt64 = 0
+
+    public init(limits: AdmissionLimits) { self.limits = limits }
+
+    public var waiting: Int { line.count }
+
+    /// Returns holding a slot; throws `CoordinatorBusy` at once when every slot and place in line
+    /// is taken, `CoordinatorDraining` once the server is shutting down.
+    public func admit() async throws {
+        if draining { throw CoordinatorDraining() }
+        if running < limits.concurrent {
+            running += 1
+            return
+        }
+        guard line.count < limits.queued else {
+            refused += 1
+            throw CoordinatorBusy(limits: limits)
+        }
+        await withCheckedContinuation { line.append($0) }  // `leave` hands its slot over
+    }
+
+    public func leave() {
+        if line.isEmpty {
+            running -= 1
+        } else {
+            line.removeFirst().resume()
+        }
+        if idle {
+            for waiter in idleWaiters.values { waiter.resume() }
+            idleWaiters = [:]
+        }
+    }
+
+    /// Returns once no request is running or waiting, or when the calling task is cancelled.
+    public func waitUntilIdle() async {
+        if idle || Task.isCancelled { return }
+        let id = nextIdleWaiter
+        nextIdleWaiter += 1
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { idleWaiters[id] = $0 }
+        } onCancel: {
+            Task { await self.stopWaiting(id) }
+        }
+    }
+
+    private func stopWaiting(_ id: UInt64) { idleWaiters.removeValue(forKey: id)?.resume() }
+
+    /// Refuses new requests from now on; those running or waiting in line still get served.
+    public func startDraining() { draining = true }
+
+    /// No request running or waiting.
+    public var idle: Bool { running == 0 && line.isEmpty }
+}

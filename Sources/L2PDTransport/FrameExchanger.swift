@@ -1,0 +1,90 @@
+import Foundation
+
+/// Request and reply over a `FrameTransport` for many callers at once: a chain of receives
+/// (each completion starts the next, on the transport's thread) hands every frame to the caller
+/// waiting for its key (`replyKey` reads it from the frame; replies nobody waits for, such as
+/// late ones, are dropped). A caller's wait ends with its reply, its deadline, the peer going
+/// away, `failAll`, or the caller's cancellation; nothing polls and no thread waits.
+public final class FrameExchanger: @unchecked Sendable {
+    // @unchecked: `pending` and `reading` are guarded by `lock`.
+    public let transport: any FrameTransport
+    private let replyKey: @Sendable ([UInt8]) -> UInt64?
+    private let lock = NSLock()
+    private var pending: [UInt64: Waiting] = [:]
+    private var reading = false
+
+    private struct Waiting {
+        let promise: Promise<[UInt8]>
+        /// Also failed by `failAll(_:onlyWatching: true)`.
+        let watching: Bool
+    }
+
+    public init(_ transport: any FrameTransport, replyKey: @escaping @Sendable ([UInt8]) -> UInt64?) {
+        self.transport = transport
+        self.replyKey = replyKey
+        transport.onConnectionChange { [weak self] event in
+            guard event == .disconnected, let self else { return }
+            self.failAll(
+                TransportError(kind: .peerLost, url: transport.url, detail: "peer disconnected while a reply was awaited"),
+                onlyWatching: false)
+        }
+    }
+
+    /// Sends `frame` and returns the reply with the same `key`. Throws `unreachable` when no peer
+    /// takes the frame within `sendTimeout`, `peerLost` when the peer goes away first, `timeout`
+    /// after `replyTimeout` seconds. With `watching`, `failAll(_:onlyWatching:)` also ends it.
+    public func exchange(
+        _ frame: [UInt8], key: UInt64, sendTimeout: Double, replyTimeout: Double, watching: Bool = false
+    ) async throws -> [UInt8] {
+        let promise = Promise<[UInt8]>()
+        let startReading = lock.withLock { () -> Bool in
+            pending[key] = Waiting(promise: promise, watching: watching)
+            defer { reading = true }
+            return !reading
+        }
+        if startReading { readNext() }
+        defer { _ = lock.withLock { pending.removeValue(forKey: key) } }
+        let url = transport.url
+        let timer = DispatchWorkItem {
+            promise.fulfil(.failure(TransportError(kind: .timeout, url: url, detail: "no reply within \(replyTimeout) s")))
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + max(0, min(replyTimeout, 86_400)), execute: timer)
+        defer { timer.cancel() }
+        transport.send(frame, timeout: sendTimeout) { error in
+            if let error { promise.fulfil(.failure(error)) }
+        }
+        return try await promise.value()
+    }
+
+    /// Ends every wait (those that asked to be `watching`, or all) with `error`.
+    public func failAll(_ error: any Error, onlyWatching: Bool) {
+        let waiting = lock.withLock { pending.values.filter { !onlyWatching || $0.watching } }
+        for w in waiting { w.promise.fulfil(.failure(error)) }
+    }
+
+    /// Replies awaited now.
+    public var pendingCount: Int { lock.withLock { pending.count } }
+
+    /// Closes the transport (which ends the receives).
+    public func close() { transport.close() }
+
+    /// Receives the next frame and routes it; each completion starts the next receive.
+    private func readNext() {
+        transport.receive { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let frame):
+                if let key = self.replyKey(frame) {
+                    let waiting = self.lock.withLock { self.pending[key] }
+                    waiting?.promise.fulfil(.success(frame))
+                }
+                self.readNext()
+            case .failure(let error as TransportError) where error.kind != .closed:
+                // A failed receive (out of memory, say) is not the end of the link: try again shortly.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.01) { self.readNext() }
+            case .failure:
+                self.lock.withLock { self.reading = false }  // closed
+            }
+        }
+    }
+}
