@@ -6,7 +6,7 @@ import Foundation
 /// late ones, are dropped). A caller's wait ends with its reply, its deadline, the peer going
 /// away, `failAll`, or the caller's cancellation; nothing polls and no thread waits.
 public final class FrameExchanger: @unchecked Sendable {
-    // @unchecked: `pending` and `reading` are guarded by `lock`.
+    // @unchecked: `pending`, `reading` and `armedFor` are guarded by `lock`.
     public let transport: any FrameTransport
     private let replyKey: @Sendable ([UInt8]) -> UInt64?
     private let lock = NSLock()
@@ -17,11 +17,19 @@ public final class FrameExchanger: @unchecked Sendable {
         let promise: Promise<[UInt8]>
         /// Also failed by `failAll(_:onlyWatching: true)`.
         let watching: Bool
+        let deadline: DispatchTime
+        let replyTimeout: Double
     }
+    /// One timer for every deadline, armed for the earliest (with one reply timeout, that is
+    /// the oldest wait, so it rarely moves).
+    private let timer = DispatchSource.makeTimerSource(queue: .global())
+    private var armedFor: DispatchTime?
 
     public init(_ transport: any FrameTransport, replyKey: @escaping @Sendable ([UInt8]) -> UInt64?) {
         self.transport = transport
         self.replyKey = replyKey
+        timer.setEventHandler { [weak self] in self?.expire() }
+        timer.activate()
         transport.onConnectionChange { [weak self] event in
             guard event == .disconnected, let self else { return }
             self.failAll(
@@ -30,6 +38,8 @@ public final class FrameExchanger: @unchecked Sendable {
         }
     }
 
+    deinit { timer.cancel() }
+
     /// Sends `frame` and returns the reply with the same `key`. Throws `unreachable` when no peer
     /// takes the frame within `sendTimeout`, `peerLost` when the peer goes away first, `timeout`
     /// after `replyTimeout` seconds. With `watching`, `failAll(_:onlyWatching:)` also ends it.
@@ -37,19 +47,18 @@ public final class FrameExchanger: @unchecked Sendable {
         _ frame: [UInt8], key: UInt64, sendTimeout: Double, replyTimeout: Double, watching: Bool = false
     ) async throws -> [UInt8] {
         let promise = Promise<[UInt8]>()
+        let deadline = DispatchTime.now() + max(0, min(replyTimeout, 86_400))
         let startReading = lock.withLock { () -> Bool in
-            pending[key] = Waiting(promise: promise, watching: watching)
+            pending[key] = Waiting(promise: promise, watching: watching, deadline: deadline, replyTimeout: replyTimeout)
+            if armedFor.map({ deadline < $0 }) ?? true {
+                armedFor = deadline
+                timer.schedule(deadline: deadline)
+            }
             defer { reading = true }
             return !reading
         }
         if startReading { readNext() }
         defer { _ = lock.withLock { pending.removeValue(forKey: key) } }
-        let url = transport.url
-        let timer = DispatchWorkItem {
-            promise.fulfil(.failure(TransportError(kind: .timeout, url: url, detail: "no reply within \(replyTimeout) s")))
-        }
-        DispatchQueue.global().asyncAfter(deadline: .now() + max(0, min(replyTimeout, 86_400)), execute: timer)
-        defer { timer.cancel() }
         transport.send(frame, timeout: sendTimeout) { error in
             if let error { promise.fulfil(.failure(error)) }
         }
@@ -64,6 +73,22 @@ public final class FrameExchanger: @unchecked Sendable {
 
     /// Replies awaited now.
     public var pendingCount: Int { lock.withLock { pending.count } }
+
+    /// Fails the waits whose deadline passed and arms the timer for the next one.
+    private func expire() {
+        let now = DispatchTime.now()
+        let expired = lock.withLock { () -> [Waiting] in
+            let expired = pending.values.filter { $0.deadline <= now }
+            let next = pending.values.filter { $0.deadline > now }.map(\.deadline).min()
+            armedFor = next
+            if let next { timer.schedule(deadline: next) }
+            return expired
+        }
+        for w in expired {
+            w.promise.fulfil(
+                .failure(TransportError(kind: .timeout, url: transport.url, detail: "no reply within \(w.replyTimeout) s")))
+        }
+    }
 
     /// Closes the transport (which ends the receives).
     public func close() { transport.close() }

@@ -71,6 +71,13 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
             nng_msg_free(message)
             return completion(TransportError.nng(appended, url: url, "message append"))
         }
+        // Most sends are taken at once: then no aio, no callback thread, no wake-up.
+        let now = nng_sendmsg(socket, message, Int32(NNG_FLAG_NONBLOCK))
+        if now == 0 { return completion(nil) }  // nng owns the message now
+        guard now == Int32(NNG_EAGAIN.rawValue) else {
+            nng_msg_free(message)
+            return completion(TransportError.nng(now, url: url, "send"))
+        }
         let (socket, url) = (self.socket, self.url)
         AioCall.start(timeout: timeout) { aio in
             nng_aio_set_msg(aio, message)
