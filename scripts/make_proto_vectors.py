@@ -13,6 +13,8 @@ not look at the Swift code). For every frame it writes:
 Deterministic: NumPy's PCG64 with fixed seeds. Run: `python3 scripts/make_proto_vectors.py`.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import struct
@@ -37,7 +39,14 @@ ERRORS = {
     "invalid_utf8": 9, "bad_tensor": 10, "invalid_range": 11, "read_position_outside": 12,
     "invalid_value": 13, "duplicate_sequence": 14,
     "fingerprint_mismatch": 32, "not_assigned": 33, "stage_failed": 34, "busy": 35, "internal": 36,
+    "not_authenticated": 37,
 }
+
+
+def proof(label, fingerprint, challenge, nonce, secret):
+    """The handshake MAC: the first 8 bytes, little-endian, of HMAC-SHA256(secret, label | F | C | N)."""
+    message = label.encode() + struct.pack("<QQQ", fingerprint, challenge, nonce)
+    return struct.unpack("<Q", hmac.new(secret, message, hashlib.sha256).digest()[:8])[0] or 1
 
 
 class Frame:
@@ -174,19 +183,25 @@ def main():
     def add(name, data, entry, description):
         vectors.append((name, data, entry, description))
 
+    # The handshake of PROTOCOL.md, "Identity and authentication", with these values.
     fingerprint = 0x0123456789ABCDEF
+    secret = b"example cluster secret"
+    challenge, nonce = 0xFEDCBA9876543210, 0x0F1E2D3C4B5A6978
+    worker_proof = proof("l2pd-worker-proof", fingerprint, challenge, nonce, secret)
+    coordinator_proof = proof("l2pd-coordinator-proof", fingerprint, challenge, nonce, secret)
 
     # hello
-    for name, role, text, rid in [("hello_coordinator", "coordinator", "coordinator", 1),
-                                  ("hello_worker", "worker", "stage-1 \u2202 worker", 2)]:
+    for name, role, text, rid, field, own_nonce in [
+            ("hello_coordinator", "coordinator", "coordinator", 1, 0, challenge),
+            ("hello_worker", "worker", "stage-1 \u2202 worker", 2, worker_proof, nonce)]:
         f = Frame("hello", rid, 0)
         data = text.encode("utf-8")
-        f.put("HBBIQ", 1, ROLES[role], 0, len(data), fingerprint)
+        f.put("HBBIQQ", 1, ROLES[role], 0, len(data), field, own_nonce)
         f.text(data)
         add(name, f.finish(),
             {"request_id": hex64(rid), "step": 0, "kind": "hello",
-             "hello": {"version": 1, "role": role, "fingerprint": hex64(fingerprint), "name": text}},
-            f"hello from the {role}: protocol version 1, fingerprint {hex64(fingerprint)}, name {text!r} "
+             "hello": {"version": 1, "role": role, "fingerprint": hex64(field), "nonce": hex64(own_nonce), "name": text}},
+            f"hello from the {role}: protocol version 1, proof {hex64(field)}, nonce {hex64(own_nonce)}, name {text!r} "
             f"({len(data)} UTF-8 bytes).")
 
     # shard assignment
@@ -195,12 +210,12 @@ def main():
         f = Frame("shard_assignment", rid, 0)
         embeds, reads_out = layers[0] == 0, layers[1] == 32
         data = url.encode("utf-8")
-        f.put("QIIIBBHII", fingerprint, 32, layers[0], layers[1], (1 if embeds else 0) | (2 if reads_out else 0),
+        f.put("QIIIBBHII", coordinator_proof, 32, layers[0], layers[1], (1 if embeds else 0) | (2 if reads_out else 0),
               0, 0, len(data), 0)
         f.text(data)
         add(name, f.finish(),
             {"request_id": hex64(rid), "step": 0, "kind": "shard_assignment",
-             "shard_assignment": {"fingerprint": hex64(fingerprint), "total_layers": 32, "layers": list(layers),
+             "shard_assignment": {"fingerprint": hex64(coordinator_proof), "total_layers": 32, "layers": list(layers),
                                   "embeds": embeds, "reads_out": reads_out, "url": url}},
             f"shard assignment: layers {layers[0]}..<{layers[1]} of 32, embeds={embeds}, reads_out={reads_out}, "
             f"next stage URL {url!r}.")
@@ -341,6 +356,15 @@ def main():
         manifest[name] = dict(entry, size=len(data))
     with open(os.path.join(OUT, "vectors.json"), "w") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+    handshake = {
+        "secret": secret.decode(), "fingerprint": hex64(fingerprint), "challenge": hex64(challenge), "nonce": hex64(nonce),
+        "worker_proof": hex64(worker_proof), "coordinator_proof": hex64(coordinator_proof),
+        "worker_proof_without_secret": hex64(proof("l2pd-worker-proof", fingerprint, challenge, nonce, b"")),
+        "coordinator_proof_without_secret": hex64(proof("l2pd-coordinator-proof", fingerprint, challenge, nonce, b"")),
+    }
+    with open(os.path.join(OUT, "handshake.json"), "w") as handle:
+        json.dump(handshake, handle, indent=1, sort_keys=True)
         handle.write("\n")
 
     lines = [

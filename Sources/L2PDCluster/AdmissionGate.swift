@@ -23,7 +23,8 @@ public actor AdmissionGate {
     public private(set) var refused = 0
     /// Set when the server is shutting down: new requests are refused, those admitted finish.
     public private(set) var draining = false
-    private var line: [CheckedContinuation<Void, Never>] = []
+    private var line: [(id: UInt64, turn: CheckedContinuation<Void, any Error>)] = []
+    private var nextInLine: UInt64 = 0
     private var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     private var nextIdleWaiter: UInt64 = 0
 
@@ -32,7 +33,8 @@ public actor AdmissionGate {
     public var waiting: Int { line.count }
 
     /// Returns holding a slot; throws `CoordinatorBusy` at once when every slot and place in line
-    /// is taken, `CoordinatorDraining` once the server is shutting down.
+    /// is taken, `CoordinatorDraining` once the server is shutting down, `CancellationError` when
+    /// the calling task is cancelled while it waits in line (its place is given up).
     public func admit() async throws {
         if draining { throw CoordinatorDraining() }
         if running < limits.concurrent {
@@ -43,19 +45,37 @@ public actor AdmissionGate {
             refused += 1
             throw CoordinatorBusy(limits: limits)
         }
-        await withCheckedContinuation { line.append($0) }  // `leave` hands its slot over
+        let id = nextInLine
+        nextInLine += 1
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (turn: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled { return turn.resume(throwing: CancellationError()) }
+                line.append((id, turn))  // `leave` hands its slot over
+            }
+        } onCancel: {
+            Task { await self.leaveLine(id) }
+        }
+    }
+
+    private func leaveLine(_ id: UInt64) {
+        guard let place = line.firstIndex(where: { $0.id == id }) else { return }
+        line.remove(at: place).turn.resume(throwing: CancellationError())
+        wakeIdleWaiters()
     }
 
     public func leave() {
         if line.isEmpty {
             running -= 1
         } else {
-            line.removeFirst().resume()
+            line.removeFirst().turn.resume()
         }
-        if idle {
-            for waiter in idleWaiters.values { waiter.resume() }
-            idleWaiters = [:]
-        }
+        wakeIdleWaiters()
+    }
+
+    private func wakeIdleWaiters() {
+        guard idle else { return }
+        for waiter in idleWaiters.values { waiter.resume() }
+        idleWaiters = [:]
     }
 
     /// Returns once no request is running or waiting, or when the calling task is cancelled.

@@ -1,10 +1,11 @@
 import Foundation
 import L2PDDecoding
 
-/// A cluster file: the model, where the coordinator listens for clients, and the workers with
-/// their layer ranges (or none, for an even split).
+/// A cluster file: the model, where the coordinator listens for clients, the workers with
+/// their layer ranges (or none, for an even split; workers given the same range are replicas of
+/// one stage), and optionally the secret coordinator and workers prove to each other.
 ///
-///     {"model": "default", "listen": "tcp://127.0.0.1:7700",
+///     {"model": "default", "listen": "tcp://127.0.0.1:7700", "secret": "...",
 ///      "workers": [{"url": "tcp://127.0.0.1:7701", "layers": [0, 2]},
 ///                  {"url": "tcp://127.0.0.1:7702", "layers": [2, 4]}]}
 public struct ClusterDescription: Sendable, Equatable {
@@ -17,6 +18,8 @@ public struct ClusterDescription: Sendable, Equatable {
     public var model: String
     public var listen: String
     public var workers: [Worker]
+    /// The shared cluster secret (nil: `L2PD_CLUSTER_TOKEN`, or none).
+    public var secret: String? = nil
 
     public static func load(_ url: URL) throws -> ClusterDescription {
         let data: Data
@@ -27,6 +30,7 @@ public struct ClusterDescription: Sendable, Equatable {
             var model: String?
             var listen: String?
             var workers: [Worker]
+            var secret: String?
         }
         let file: File
         do { file = try JSONDecoder().decode(File.self, from: data) } catch {
@@ -40,7 +44,14 @@ public struct ClusterDescription: Sendable, Equatable {
         for w in file.workers where w.layers != nil && w.layers!.count != 2 {
             throw ClusterError("\(url.path): worker \(w.url): 'layers' must be [first, end]", class: .invalidRequest)
         }
-        return ClusterDescription(model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers)
+        guard Set(file.workers.map(\.url)).count == file.workers.count else {
+            throw ClusterError("\(url.path): a worker url appears twice", class: .invalidRequest)
+        }
+        if let secret = file.secret, secret.isEmpty {
+            throw ClusterError("\(url.path): 'secret' is empty (leave it out for none)", class: .invalidRequest)
+        }
+        return ClusterDescription(
+            model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers, secret: file.secret)
     }
 
     /// Layer ranges per worker, checked to cover `layers` exactly once.
@@ -59,7 +70,17 @@ public struct ClusterDescription: Sendable, Equatable {
                 return l[0]..<l[1]
             }
         }
-        do { try LayerPlan.validate(ranges, layers: layers) } catch { throw ClusterError("layer ranges: \(error)", class: .invalidRequest) }
-        return zip(workers, ranges).map { WorkerEndpoint(url: $0.url, layers: $1) }
+        let endpoints = zip(workers, ranges).map { WorkerEndpoint(url: $0.url, layers: $1) }
+        do { _ = try NetworkPipeline.stages(of: endpoints, layers: layers) } catch {
+            throw ClusterError("layer ranges (replicas share one range exactly): \(error)", class: .invalidRequest)
+        }
+        return endpoints
+    }
+}
+
+/// The cluster secret from the environment (`L2PD_CLUSTER_TOKEN`), when set and not empty.
+public enum ClusterSecret {
+    public static var fromEnvironment: String? {
+        ProcessInfo.processInfo.environment["L2PD_CLUSTER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

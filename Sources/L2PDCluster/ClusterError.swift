@@ -5,8 +5,12 @@ import L2PDDecoding
 public struct ClusterError: ClassifiedError, Sendable {
     public let description: String
     public let errorClass: ErrorClass
-    public init(_ description: String, class errorClass: ErrorClass = .unavailable) {
+    /// The worker went away (disconnected, unreachable, missed its heartbeats): the pass can run
+    /// again once it or a replica serves.
+    public let workerLost: Bool
+    public init(_ description: String, class errorClass: ErrorClass = .unavailable, workerLost: Bool = false) {
         self.description = description
         self.errorClass = errorClass
+        self.workerLost = workerLost
     }
 }

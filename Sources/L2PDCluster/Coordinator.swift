@@ -19,15 +19,18 @@ public actor Coordinator {
     private let filter: FilterNetwork?
     private let gate: AdmissionGate
     public nonisolated let requestLimits: RequestLimits
+    /// Seconds any request may take at most, queueing included (its own `timeout` may be shorter).
+    public nonisolated let requestTimeout: Double
     private var nextSequenceID: UInt64 = 1
     private var counters = CoordinatorCounters()
 
     /// Serves through `pipeline`: a cluster's workers, or the whole model in this process.
     public init(
         pipeline: any ServingPipeline, tokenizer: Tokenizer, filter: FilterNetwork?, limits: AdmissionLimits = AdmissionLimits(),
-        requestLimits: RequestLimits = RequestLimits()
+        requestLimits: RequestLimits = RequestLimits(), requestTimeout: Double = 600
     ) {
         self.pipeline = pipeline
+        self.requestTimeout = max(0.001, min(requestTimeout, GenerationRequest.maxTimeout))
         // Forwards of concurrent requests leave together once enough batches are in flight.
         batching = BatchingPipeline(pipeline, maxInFlight: limits.batchesInFlight ?? 2 * max(1, pipeline.workerCount))
         generator = TextGenerator(tokenizer: tokenizer, pipeline: batching)
@@ -38,16 +41,21 @@ public actor Coordinator {
     }
 
     /// A cluster coordinator: the model's config and tokenizer from `modelDirectory` (never its
-    /// weights), the workers' layers over nng.
+    /// weights), the workers' layers over nng, proving `clusterSecret` to them.
     public init(
         modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
-        limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits()
+        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil,
+        limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits(), requestTimeout: Double = 600,
+        log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         let config = try ModelConfig.load(from: modelDirectory.appendingPathComponent("config.json"))
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         let network = try NetworkPipeline(
-            config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout)
-        self.init(pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits)
+            config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout,
+            faultTolerance: faultTolerance, clusterSecret: clusterSecret, log: log)
+        self.init(
+            pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits,
+            requestTimeout: requestTimeout)
     }
 
     /// Graceful shutdown: refuses new requests (503 with Retry-After) and waits for those admitted
@@ -98,8 +106,30 @@ public actor Coordinator {
     /// cooperative pool, its size bounded first) before the request takes a decoding slot, so a
     /// bad or large request never delays the others. `onStep` sees every decoding step (for
     /// streaming); it must not block.
+    /// The request fails with `RequestTimedOut` (504) once it has taken its `timeout` (at most
+    /// the server's `requestTimeout`), however long any one stage takes; its caches are freed.
     public func generate(
         _ request: GenerationRequest, onStep: (@Sendable (StepEvent) -> Void)? = nil
+    ) async throws -> GenerationReply {
+        let seconds = min(request.timeout.flatMap { $0 > 0 && $0.isFinite ? $0 : nil } ?? requestTimeout, requestTimeout)
+        return try await withThrowingTaskGroup(of: GenerationReply.self) { group in
+            group.addTask { try await self.generateWithoutDeadline(request, onStep: onStep) }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                throw RequestTimedOut(seconds: seconds)
+            }
+            defer { group.cancelAll() }
+            do {
+                return try await group.next()!
+            } catch let error as RequestTimedOut {
+                counters.timedOut += 1
+                throw error
+            }
+        }
+    }
+
+    private func generateWithoutDeadline(
+        _ request: GenerationRequest, onStep: (@Sendable (StepEvent) -> Void)?
     ) async throws -> GenerationReply {
         do {
             let options = try request.validated(

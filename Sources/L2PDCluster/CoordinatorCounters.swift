@@ -4,6 +4,8 @@ import Foundation
 public struct CoordinatorCounters: Sendable, Equatable, Codable {
     public var served = 0
     public var failed = 0
+    /// Failed requests that ran past their deadline.
+    public var timedOut = 0
     public var refusedBusy = 0
     public var running = 0
     public var waiting = 0

@@ -14,3 +14,10 @@ public struct CoordinatorBusy: ClassifiedError, Sendable {
         "busy: \(limits.concurrent) requests decoding and \(limits.queued) waiting; try again later"
     }
 }
+
+/// A request that ran past its deadline (504).
+public struct RequestTimedOut: ClassifiedError, Sendable {
+    public let seconds: Double
+    public var description: String { "the request did not finish within its timeout of \(seconds) s" }
+    public var errorClass: ErrorClass { .timeout }
+}

@@ -17,10 +17,13 @@ import L2PDTransport
 public struct HTTPAPI: Sendable {
     public let coordinator: Coordinator
     public let modelName: String
+    /// With a key, every route but `/health` needs `Authorization: Bearer <key>` (else 401).
+    public let apiKey: String?
 
-    public init(coordinator: Coordinator, modelName: String) {
+    public init(coordinator: Coordinator, modelName: String, apiKey: String? = nil) {
         self.coordinator = coordinator
         self.modelName = modelName
+        self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Routes the API on `server` (which the caller starts and stops).
@@ -28,27 +31,62 @@ public struct HTTPAPI: Sendable {
         try server.route("GET", "/health") { _, exchange in
             Task { exchange.respond(await health()) }
         }
-        try server.route("GET", "/v1/models") { _, exchange in
+        try authorized(server, "GET", "/v1/models") { _, exchange in
             exchange.respond(
                 json(
                     [
                         "object": "list", "data": [["id": modelName, "object": "model", "owned_by": "l2pd"]],
                     ] as [String: Any]))
         }
-        try server.route("GET", "/metrics") { _, exchange in
+        try authorized(server, "GET", "/metrics") { _, exchange in
             Task { exchange.respond(HTTPResponse(contentType: "text/plain; version=0.0.4", body: Array(await metrics().utf8))) }
         }
         // Bodies are bounded by the server before they arrive and parsed on the server's handler
         // queue, never on Swift's cooperative pool.
         let maxBody = coordinator.requestLimits.maxBodyBytes
-        try server.route("POST", "/v1/completions", maxBodyBytes: maxBody) { request, exchange in
+        try authorized(server, "POST", "/v1/completions", maxBodyBytes: maxBody) { request, exchange in
             let parsed = Result { try Self.generationRequest(request.body, chat: false) }
             Task { await serve(parsed, chat: false, exchange: exchange) }
         }
-        try server.route("POST", "/v1/chat/completions", maxBodyBytes: maxBody) { request, exchange in
+        try authorized(server, "POST", "/v1/chat/completions", maxBodyBytes: maxBody) { request, exchange in
             let parsed = Result { try Self.generationRequest(request.body, chat: true) }
             Task { await serve(parsed, chat: true, exchange: exchange) }
         }
+    }
+
+    /// A route that answers 401 unless the request carries the API key (when one is set).
+    private func authorized(
+        _ server: HTTPServer, _ method: String, _ path: String, maxBodyBytes: Int = 1 << 20,
+        _ handler: @escaping HTTPServer.Handler
+    ) throws {
+        guard let apiKey else { return try server.route(method, path, maxBodyBytes: maxBodyBytes, handler) }
+        let expected = Array("Bearer \(apiKey)".utf8)
+        try server.route(method, path, maxBodyBytes: maxBodyBytes) { request, exchange in
+            guard Self.constantTimeEqual(Array((request.header("Authorization") ?? "").utf8), expected) else {
+                var response = Self.error(
+                    401, type: "authentication_error", "missing or wrong API key (send Authorization: Bearer <key>)")
+                response.headers.append(("WWW-Authenticate", "Bearer"))
+                return exchange.respond(response)
+            }
+            handler(request, exchange)
+        }
+    }
+
+    /// Whether an `http://HOST:PORT` address listens on loopback only (where no API key is needed).
+    public static func isLoopback(_ address: String) -> Bool {
+        var host = address.hasPrefix("http://") ? String(address.dropFirst(7)) : address
+        if let slash = host.firstIndex(of: "/") { host = String(host[..<slash]) }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        return host == "localhost" || host == "[::1]" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
+    }
+
+    /// Compares without stopping at the first difference (timing tells nothing of the key).
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
     }
 
     func serve(_ body: Result<(request: GenerationRequest, stream: Bool), any Error>, chat: Bool, exchange: HTTPExchange) async {
@@ -172,13 +210,24 @@ public struct HTTPAPI: Sendable {
         }
     }
 
+    /// `ok` when every worker serves; `degraded` (still 200) when some are lost but every stage
+    /// has a replica serving; `unavailable` (503) when a stage has none; `draining` (503).
     func health() async -> HTTPResponse {
-        let connected = coordinator.pipeline.connectedWorkers
-        let total = coordinator.pipeline.workerCount
+        let pipeline = coordinator.pipeline
+        let statuses = pipeline.workerStatuses
         let draining = await coordinator.isDraining
-        let status = draining ? "draining" : connected == total ? "ok" : "degraded"
+        let up = statuses.filter { $0.state == .up }.count
+        let status =
+            draining ? "draining" : !pipeline.canServe ? "unavailable" : up == statuses.count ? "ok" : "degraded"
+        let workers = statuses.map {
+            ["url": $0.url, "layers": [$0.layers.lowerBound, $0.layers.upperBound], "state": $0.state.rawValue] as [String: Any]
+        }
         return json(
-            ["status": status, "workers": total, "workers_connected": connected], status: status == "ok" ? 200 : 503)
+            [
+                "status": status, "workers": pipeline.workerCount, "workers_connected": pipeline.connectedWorkers,
+                "workers_up": up, "worker_states": workers,
+            ],
+            status: status == "ok" || status == "degraded" ? 200 : 503)
     }
 
     /// Prometheus text exposition of the coordinator's counters.
@@ -195,8 +244,24 @@ public struct HTTPAPI: Sendable {
             "requests_total", "counter", "Generation requests by outcome.",
             [
                 ("{outcome=\"ok\"}", Double(c.served)), ("{outcome=\"failed\"}", Double(c.failed)),
-                ("{outcome=\"busy\"}", Double(c.refusedBusy)),
+                ("{outcome=\"busy\"}", Double(c.refusedBusy)), ("{outcome=\"timeout\"}", Double(c.timedOut)),
             ])
+        let faults = coordinator.pipeline.faultCounters
+        let statuses = coordinator.pipeline.workerStatuses
+        metric(
+            "workers", "gauge", "Workers by state (up, down: silent past the heartbeat limit, disconnected).",
+            WorkerStatus.State.allCases.map { state in
+                ("{state=\"\(state.rawValue)\"}", Double(statuses.filter { $0.state == state }.count))
+            })
+        metric(
+            "workers_lost_total", "counter", "Workers that disconnected or went silent while serving.", [("", Double(faults.lostWorkers))])
+        metric("passes_retried_total", "counter", "Forward passes run again after a worker was lost.", [("", Double(faults.retriedPasses))])
+        metric(
+            "sequences_moved_total", "counter", "Requests moved to another replica after theirs was lost.",
+            [("", Double(faults.movedSequences))])
+        metric(
+            "cache_replays_total", "counter", "Cache refreshes replayed to rebuild caches a lost worker held.",
+            [("", Double(faults.replayedRefreshes))])
         metric("requests_running", "gauge", "Requests being decoded.", [("", Double(c.running))])
         metric("queue_depth", "gauge", "Requests waiting for a decoding slot.", [("", Double(c.waiting))])
         metric("forward_passes_total", "counter", "Forward passes of finished requests.", [("", Double(c.forwardPasses))])

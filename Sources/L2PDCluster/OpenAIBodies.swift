@@ -4,18 +4,21 @@ import L2PDEngine
 import L2PDTokenizer
 
 /// The OpenAI fields both completion routes read besides their prompt: `stream`, and
-/// `max_tokens`, which stands for `gen_length` when that is absent.
+/// `max_tokens`, which stands for `gen_length` when that is absent; and the request's
+/// `timeout` in seconds.
 public struct CompletionOptions: Sendable, Codable, Equatable {
     public var stream: Bool? = nil
     public var maxTokens: Int? = nil
+    public var timeout: Double? = nil
 
-    public init(stream: Bool? = nil, maxTokens: Int? = nil) {
+    public init(stream: Bool? = nil, maxTokens: Int? = nil, timeout: Double? = nil) {
         self.stream = stream
         self.maxTokens = maxTokens
+        self.timeout = timeout
     }
 
     enum CodingKeys: String, CodingKey {
-        case stream
+        case stream, timeout
         case maxTokens = "max_tokens"
     }
 
@@ -35,9 +38,9 @@ public struct CompletionBody: Sendable, Codable, Equatable {
     public var options = CompletionOptions()
     public var parameters = DecodingParameters()
 
-    public init(prompt: String, stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
+    public init(prompt: String, stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters(), timeout: Double? = nil) {
         self.prompt = prompt
-        self.options = CompletionOptions(stream: stream)
+        self.options = CompletionOptions(stream: stream, timeout: timeout)
         self.parameters = parameters
     }
 
@@ -57,7 +60,7 @@ public struct CompletionBody: Sendable, Codable, Equatable {
     }
 
     public var request: GenerationRequest {
-        GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters))
+        GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters), timeout: options.timeout)
     }
 }
 
@@ -68,9 +71,11 @@ public struct ChatCompletionBody: Sendable, Codable, Equatable {
     public var options = CompletionOptions()
     public var parameters = DecodingParameters()
 
-    public init(messages: [ChatMessage], stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
+    public init(
+        messages: [ChatMessage], stream: Bool? = nil, parameters: DecodingParameters = DecodingParameters(), timeout: Double? = nil
+    ) {
         self.messages = messages
-        self.options = CompletionOptions(stream: stream)
+        self.options = CompletionOptions(stream: stream, timeout: timeout)
         self.parameters = parameters
     }
 
@@ -98,6 +103,6 @@ public struct ChatCompletionBody: Sendable, Codable, Equatable {
             throw RequestError("\"messages\" must end with a user message")
         }
         let prompt = ChatFormat.llaDAInstruct(messages: messages)
-        return GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters))
+        return GenerationRequest(prompt: prompt, raw: true, parameters: options.applied(to: parameters), timeout: options.timeout)
     }
 }

@@ -9,6 +9,12 @@ public protocol ServingPipeline: Pipeline {
     /// Workers with a live connection now.
     var connectedWorkers: Int { get }
     var statistics: WireStatistics { get }
+    /// Lost workers, retried passes and moved sequences so far.
+    var faultCounters: FaultCounters { get }
+    /// Each worker's state, in the order they were given.
+    var workerStatuses: [WorkerStatus] { get }
+    /// Whether every stage has a worker that can serve now.
+    var canServe: Bool { get }
     /// Readies every stage (greets and assigns workers); fails naming the first that cannot serve.
     func connect() async throws
     func close()
@@ -18,6 +24,9 @@ extension InProcessPipeline: ServingPipeline {
     public var workerCount: Int { 0 }
     public var connectedWorkers: Int { 0 }
     public var statistics: WireStatistics { WireStatistics() }
+    public var faultCounters: FaultCounters { FaultCounters() }
+    public var workerStatuses: [WorkerStatus] { [] }
+    public var canServe: Bool { true }
     public func connect() async throws {}
     public func close() {}
 }

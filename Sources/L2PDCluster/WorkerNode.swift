@@ -5,42 +5,54 @@ import L2PDTransport
 
 /// A worker process's role: listens for one coordinator, takes the layer range it is
 /// assigned, loads only those weights, keeps per-request K/V caches for its layers, and
-/// answers every frame (hidden states, or the compact readout on the last stage). Frames are
-/// handled one at a time, off Swift's cooperative pool; a malformed frame gets an `error` frame
-/// back and never stops the loop.
+/// answers every frame (hidden states, or the compact readout on the last stage). Until a
+/// coordinator has proven the model and the cluster secret in the handshake, only `hello` and
+/// `shard_assignment` are answered. Frames are handled one at a time, in order, on a queue of
+/// their own (never Swift's cooperative pool); `ping` is answered at once by the receiving
+/// thread, so a worker busy with a long forward pass still shows it is alive. A malformed frame
+/// gets an `error` frame back and never stops the loop.
 public final class WorkerNode: @unchecked Sendable {
-    // @unchecked: mutable state is touched only by `handle`, which `serve` runs one frame at a
-    // time (the next receive starts when a frame was handled).
+    // @unchecked: the handshake and stage state is touched only on `queue`, one frame at a
+    // time; `authenticatedConnection` is guarded by `lock`.
     public let transport: any FrameTransport
     public let name: String
     private let checkpoint: Checkpoint
     private let fingerprint: UInt64
+    private let secret: [UInt8]
     private let threads: Int
     private var stage: Stage?
     private var assigned: Range<Int>?
-    /// The challenge of the coordinator's last `hello`, which its `shard_assignment` must prove.
+    /// The nonces of the handshake under way: the coordinator's (from its `hello`) and this
+    /// worker's (sent back with the proof); the `shard_assignment` must prove both.
     private var challenge: UInt64 = 0
+    private var nonce: UInt64 = 0
+    /// The connection whose coordinator completed the handshake (-1: none yet).
+    private var authenticatedConnection = -1
+    private let lock = NSLock()
+    private let queue = DispatchQueue(label: "l2pd.worker.frames", qos: .userInitiated)
     private let log: @Sendable (String) -> Void
     private let cacheLimits: CacheLimits
 
     /// Listens on `url` over nng.
     public convenience init(
         listen url: String, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
-        log: @escaping @Sendable (String) -> Void
+        clusterSecret: String? = nil, log: @escaping @Sendable (String) -> Void
     ) throws {
         try self.init(
             transport: try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes), modelDirectory: modelDirectory,
-            threads: threads, cacheLimits: cacheLimits, log: log)
+            threads: threads, cacheLimits: cacheLimits, clusterSecret: clusterSecret, log: log)
     }
 
-    /// Serves over `transport` (an nng socket, or an in-memory link in tests).
+    /// Serves over `transport` (an nng socket, or an in-memory link in tests). With a
+    /// `clusterSecret`, only a coordinator that proves the same secret is served.
     public init(
         transport: any FrameTransport, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
-        log: @escaping @Sendable (String) -> Void
+        clusterSecret: String? = nil, log: @escaping @Sendable (String) -> Void
     ) throws {
         self.cacheLimits = cacheLimits
         checkpoint = try Checkpoint(directory: modelDirectory)
         fingerprint = try ModelFingerprint.of(directory: modelDirectory)
+        secret = Array((clusterSecret ?? "").utf8)
         self.transport = transport
         name = transport.url
         self.threads = threads
@@ -48,8 +60,6 @@ public final class WorkerNode: @unchecked Sendable {
     }
 
     /// Serves frames until the transport is closed (cancelling the calling task closes it).
-    /// Each frame is handled on the transport's thread as soon as it arrives, one at a time;
-    /// the next receive starts when it was handled.
     public func serve() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
@@ -60,15 +70,21 @@ public final class WorkerNode: @unchecked Sendable {
         }
     }
 
+    /// Whether the peer connected now completed the handshake.
+    private var isAuthenticated: Bool {
+        lock.withLock { authenticatedConnection == transport.connectionCount } && transport.isConnected
+    }
+
     private func receiveNext(finished: CheckedContinuation<Void, Never>) {
         transport.receive { [self] result in
             switch result {
             case .success(let bytes):
-                // On the transport's own thread (never Swift's cooperative pool): the frame is
-                // handled where it arrived, without another hop.
-                if let reply = handle(bytes) {
-                    transport.send(reply, timeout: 5) { [log] error in
-                        if let error { log("reply dropped: \(error)") }
+                if bytes.count >= 7 && bytes[6] == MessageKind.ping.rawValue && isAuthenticated {
+                    // Heartbeats skip the queue: a worker busy with a long pass is still alive.
+                    if let reply = handle(bytes) { send(reply) }
+                } else {
+                    queue.async { [self] in
+                        if let reply = handle(bytes) { send(reply) }
                     }
                 }
                 receiveNext(finished: finished)
@@ -81,11 +97,27 @@ public final class WorkerNode: @unchecked Sendable {
         }
     }
 
+    private func send(_ reply: [UInt8]) {
+        transport.send(reply, timeout: 5) { [log] error in
+            if let error { log("reply dropped: \(error)") }
+        }
+    }
+
     /// Stops `serve`.
     public func close() { transport.close() }
 
     /// The reply to one frame, or nil when none is due (a malformed `error` frame).
     public func handle(_ bytes: [UInt8]) -> [UInt8]? {
+        if bytes.count >= 7, let kind = MessageKind(rawValue: bytes[6]), kind != .hello, kind != .shardAssignment, kind != .error,
+            !isAuthenticated
+        {
+            // Nothing but the handshake before the coordinator has proven itself.
+            let identity = bytes.withUnsafeBytes { FrameHeader.replyIdentity(for: $0) }
+            return encode(
+                Frame(
+                    requestID: identity.requestID, step: identity.step,
+                    message: .error(ErrorReport(.notAuthenticated, text: "worker \(name): complete the handshake first"))))
+        }
         let frame: Frame
         do {
             frame = try Frame.decode(bytes)
@@ -101,22 +133,32 @@ public final class WorkerNode: @unchecked Sendable {
         }
         switch frame.message {
         case .hello(let hello):
-            // The fingerprint never leaves the worker: a coordinator's hello carries a challenge,
-            // answered with a proof that this worker holds the model.
-            guard hello.role == .coordinator, hello.modelFingerprint != 0 else {
+            // Neither the fingerprint nor the secret leaves the worker: a coordinator's hello
+            // carries its nonce, answered with this worker's nonce and a proof over both.
+            guard hello.role == .coordinator, hello.nonce != 0 else {
                 return reply(.hello(Hello(role: .worker, modelFingerprint: 0, name: describe())))
             }
-            challenge = hello.modelFingerprint
-            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
-            return reply(.hello(Hello(role: .worker, modelFingerprint: proof, name: describe())))
+            lock.withLock { authenticatedConnection = -1 }  // a new handshake starts
+            challenge = hello.nonce
+            nonce = IdentityProof.nonce()
+            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge, nonce: nonce, secret: secret)
+            return reply(.hello(Hello(role: .worker, modelFingerprint: proof, nonce: nonce, name: describe())))
         case .shardAssignment(let assignment):
-            guard challenge != 0, assignment.modelFingerprint == IdentityProof.coordinator(fingerprint: fingerprint, challenge: challenge)
-            else {
+            let proven =
+                challenge != 0
+                && assignment.modelFingerprint
+                    == IdentityProof.coordinator(fingerprint: fingerprint, challenge: challenge, nonce: nonce, secret: secret)
+            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge, nonce: nonce, secret: secret)
+            (challenge, nonce) = (0, 0)  // each handshake's nonces prove one assignment
+            guard proven else {
+                log("refused a coordinator: its assignment does not prove this model and cluster secret")
                 return reply(
                     .error(
                         ErrorReport(
                             .fingerprintMismatch,
-                            text: "worker \(name): the assignment does not prove the same model (send hello with a challenge first)")))
+                            text:
+                                "worker \(name): the assignment does not prove the same model and cluster secret (send hello with a nonce first)"
+                        )))
             }
             guard assignment.totalLayers == checkpoint.config.layers else {
                 return reply(
@@ -137,7 +179,7 @@ public final class WorkerNode: @unchecked Sendable {
             } else {
                 stage?.releaseAll()
             }
-            let proof = IdentityProof.worker(fingerprint: fingerprint, challenge: challenge)
+            lock.withLock { authenticatedConnection = transport.connectionCount }
             return reply(.hello(Hello(role: .worker, modelFingerprint: proof, name: describe())))
         case .forward(let request):
             guard let stage else { return reply(.error(ErrorReport(.notAssigned, text: "worker \(name) has no layer range yet"))) }

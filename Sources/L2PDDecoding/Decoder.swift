@@ -178,12 +178,15 @@ public struct Decoder: Sendable {
         for t in prompt where t < 0 || t >= pipeline.config.embeddingSize {
             throw GenerationError.tokenOutOfRange(token: t, vocabulary: pipeline.config.embeddingSize)
         }
+        // Caches are freed however the decode ends; a cancelled request (client gone, deadline
+        // passed) frees them too, so the release runs outside the caller's cancellation.
+        let pipeline = self.pipeline
         do {
             let result = try await run(prompt: prompt, options: options, sequenceID: sequenceID, onStep: onStep)
-            if options.cache != .none { await pipeline.release(sequenceID) }
+            if options.cache != .none { await Task { await pipeline.release(sequenceID) }.value }
             return result
         } catch {
-            if options.cache != .none { await pipeline.release(sequenceID) }
+            if options.cache != .none { await Task { await pipeline.release(sequenceID) }.value }
             throw error
         }
     }

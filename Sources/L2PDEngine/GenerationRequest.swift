@@ -11,19 +11,27 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// Send the prompt as is, without the LLaDA-Instruct chat format.
     public var raw: Bool? = nil
     public var parameters = DecodingParameters()
+    /// Seconds the request may take from its arrival, queueing included (nil: the server's
+    /// limit, which also caps it); past it the request fails as timed out and frees its caches.
+    public var timeout: Double? = nil
 
-    public init(prompt: String, raw: Bool? = nil, parameters: DecodingParameters = DecodingParameters()) {
+    /// Largest `timeout` accepted, in seconds (a day).
+    public static let maxTimeout = 86_400.0
+
+    public init(prompt: String, raw: Bool? = nil, parameters: DecodingParameters = DecodingParameters(), timeout: Double? = nil) {
         self.prompt = prompt
         self.raw = raw
         self.parameters = parameters
+        self.timeout = timeout
     }
 
-    enum CodingKeys: String, CodingKey { case prompt, raw }
+    enum CodingKeys: String, CodingKey { case prompt, raw, timeout }
 
     public init(from decoder: any Swift.Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         prompt = try container.decode(String.self, forKey: .prompt)
         raw = try container.decodeIfPresent(Bool.self, forKey: .raw)
+        timeout = try container.decodeIfPresent(Double.self, forKey: .timeout)
         parameters = try DecodingParameters(from: decoder)
     }
 
@@ -31,13 +39,17 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(prompt, forKey: .prompt)
         try container.encodeIfPresent(raw, forKey: .raw)
+        try container.encodeIfPresent(timeout, forKey: .timeout)
         try parameters.encode(to: encoder)
     }
 
     /// Decoder options after every check that needs no tokenizer: the prompt's size in bytes,
-    /// then each decoding field. The prompt's token count is checked by the decoder.
+    /// the timeout, then each decoding field. The prompt's token count is checked by the decoder.
     public func validated(limits: RequestLimits, maxSequenceLength: Int, filter: FilterNetwork?) throws -> GenerationOptions {
         try limits.check(prompt: prompt)
+        if let timeout, !(timeout > 0 && timeout <= Self.maxTimeout) {
+            throw RequestError("\"timeout\" must be a number of seconds above 0 and at most \(Int(Self.maxTimeout)), not \(timeout)")
+        }
         return try parameters.options(maxSequenceLength: maxSequenceLength, filter: filter)
     }
 }

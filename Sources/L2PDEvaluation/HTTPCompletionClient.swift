@@ -7,22 +7,29 @@ import L2PDTransport
 /// Sends a generation request to the coordinator's HTTP API as a streaming chat completion
 /// (or a plain completion when the request is raw) and times the first committed block.
 public enum HTTPCompletionClient {
-    public static func generate(_ request: GenerationRequest, target: HTTPClient.Target, timeout: Double) throws -> LoadTestReply {
+    /// `apiKey`: sent as `Authorization: Bearer` when the server requires one.
+    public static func generate(
+        _ request: GenerationRequest, target: HTTPClient.Target, timeout: Double, apiKey: String? = nil
+    ) throws -> LoadTestReply {
         let raw = request.raw ?? false
         let bytes =
             raw
-            ? Array(try JSONEncoder().encode(CompletionBody(prompt: request.prompt, stream: true, parameters: request.parameters)))
+            ? Array(
+                try JSONEncoder().encode(
+                    CompletionBody(prompt: request.prompt, stream: true, parameters: request.parameters, timeout: request.timeout)))
             : Array(
                 try JSONEncoder().encode(
                     ChatCompletionBody(
-                        messages: [ChatMessage(role: "user", content: request.prompt)], stream: true, parameters: request.parameters)))
+                        messages: [ChatMessage(role: "user", content: request.prompt)], stream: true, parameters: request.parameters,
+                        timeout: request.timeout)))
         let start = DispatchTime.now().uptimeNanoseconds
         var text = ""
         var firstBlock: Double? = nil
         var statistics: [String: Any] = [:]
         var streamError: (type: String, message: String)? = nil
         let (status, rest) = try HTTPClient.post(
-            target, path: raw ? "/v1/completions" : "/v1/chat/completions", body: bytes, timeout: timeout
+            target, path: raw ? "/v1/completions" : "/v1/chat/completions", body: bytes,
+            headers: apiKey.map { [("Authorization", "Bearer \($0)")] } ?? [], timeout: timeout
         ) { event in
             guard event != "[DONE]", let object = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any] else {
                 return

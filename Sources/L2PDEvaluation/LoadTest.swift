@@ -56,6 +56,12 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     /// Share of checked answers that were correct; nil when no prompt could be checked.
     public var accuracy: Double?
     public var latencies: [Double] = []
+    /// Each request's answer text by request number (nil: it failed).
+    public var answers: [String?] = []
+    /// What the server survived during the run (`/metrics` of an HTTP target; nil otherwise).
+    public var workers_lost: Int?
+    public var passes_retried: Int?
+    public var requests_moved: Int?
 }
 
 /// What one sent request brought back.
@@ -92,7 +98,8 @@ public enum LoadTest {
                 let answer = try await send(request)
                 let seconds = Self.seconds(ContinuousClock.now - t0)
                 let correct = prompt.example.map { TaskSuite.isCorrect($0, output: answer.reply.text) }
-                outcome = .ok(seconds: seconds, reply: answer.reply, correct: correct, firstBlock: answer.firstBlockSeconds)
+                outcome = .ok(
+                    index: index, seconds: seconds, reply: answer.reply, correct: correct, firstBlock: answer.firstBlockSeconds)
             } catch let refusal as CoordinatorRefusal {
                 outcome = .failed(kind: refusal.kind)
             } catch let error as TransportError {
@@ -144,7 +151,7 @@ public enum LoadTest {
     }
 
     enum Outcome {
-        case ok(seconds: Double, reply: GenerationReply, correct: Bool?, firstBlock: Double?)
+        case ok(index: Int, seconds: Double, reply: GenerationReply, correct: Bool?, firstBlock: Double?)
         case failed(kind: String)
     }
 
@@ -179,8 +186,10 @@ public enum LoadTest {
             var firstBlocks: [Double] = []
             for outcome in outcomes {
                 switch outcome {
-                case .ok(let s, let reply, let isCorrect, let firstBlock):
+                case .ok(let index, let s, let reply, let isCorrect, let firstBlock):
                     r.ok += 1
+                    if r.answers.count <= index { r.answers += Array(repeating: nil, count: index + 1 - r.answers.count) }
+                    r.answers[index] = reply.text
                     r.latencies.append(s)
                     if let firstBlock { firstBlocks.append(firstBlock) }
                     tokens += reply.useful_tokens
@@ -195,6 +204,7 @@ public enum LoadTest {
                     r.failed_by_kind[kind, default: 0] += 1
                 }
             }
+            if r.answers.count < r.requests { r.answers += Array(repeating: nil, count: r.requests - r.answers.count) }
             r.requests_per_s = seconds > 0 ? Double(r.ok) / seconds : 0
             r.tokens_per_s = seconds > 0 ? Double(tokens) / seconds : 0
             r.latency_p50 = LoadTest.percentile(r.latencies, 50)

@@ -82,9 +82,10 @@ extension Frame {
         guard count <= ProtocolLimits.maxTextBytes else {
             throw ProtocolError(.limitExceeded, "hello name of \(count) bytes exceeds \(ProtocolLimits.maxTextBytes)")
         }
-        let fingerprint = try r.u64("hello fingerprint")
+        let fingerprint = try r.u64("hello proof")
+        let nonce = try r.u64("hello nonce")
         let name = try r.text(count: count, "hello name")
-        return Hello(protocolVersion: version, role: role, modelFingerprint: fingerprint, name: name)
+        return Hello(protocolVersion: version, role: role, modelFingerprint: fingerprint, nonce: nonce, name: name)
     }
 
     private static func decodeShard(_ r: inout WireReader) throws -> ShardAssignment {

@@ -66,6 +66,7 @@ extension Frame {
             w.u8(0)
             w.u32(h.name.utf8.count)
             w.u64(h.modelFingerprint)
+            w.u64(h.nonce)
             w.text(h.name)
         case .shardAssignment(let s):
             w.u64(s.modelFingerprint)

@@ -24,15 +24,20 @@ public struct Hello: Sendable, Equatable {
     /// The highest protocol version the sender speaks (>= 1).
     public var protocolVersion: UInt16
     public var role: PeerRole
-    /// Opaque; equal fingerprints mean the same checkpoint, 0 means no model loaded.
+    /// A worker's proof of the model and cluster secret (a coordinator sends 0); see `IdentityProof`.
     public var modelFingerprint: UInt64
+    /// The sender's fresh nonce for this handshake (0: none).
+    public var nonce: UInt64
     /// Free-form name for logs, at most `maxTextBytes` UTF-8 bytes.
     public var name: String
 
-    public init(protocolVersion: UInt16 = ProtocolLimits.version, role: PeerRole, modelFingerprint: UInt64, name: String = "") {
+    public init(
+        protocolVersion: UInt16 = ProtocolLimits.version, role: PeerRole, modelFingerprint: UInt64, nonce: UInt64 = 0, name: String = ""
+    ) {
         self.protocolVersion = protocolVersion
         self.role = role
         self.modelFingerprint = modelFingerprint
+        self.nonce = nonce
         self.name = name
     }
 }

@@ -1,5 +1,5 @@
 /// The error codes of `proto/PROTOCOL.md` section 7. Codes 1...14 come from decoding (and from
-/// encoding values the protocol cannot carry); 32...36 are sent by workers in `error` frames.
+/// encoding values the protocol cannot carry); 32...37 are sent by workers in `error` frames.
 public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case badMagic = 1
     case unsupportedVersion = 2
@@ -21,6 +21,7 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
     case stageFailed = 34
     case busy = 35
     case `internal` = 36
+    case notAuthenticated = 37
 
     /// The name used in the specification, e.g. `read_position_outside`.
     public var description: String {
@@ -44,6 +45,7 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
         case .stageFailed: "stage_failed"
         case .busy: "busy"
         case .internal: "internal"
+        case .notAuthenticated: "not_authenticated"
         }
     }
 }

@@ -76,24 +76,52 @@ public struct SHA256: Sendable {
 /// The handshake's proofs that a peer holds the same model without sending its fingerprint:
 /// the first 8 bytes (little-endian) of SHA-256(label, fingerprint as 8 little-endian bytes,
 /// challenge as 8 little-endian bytes). See `proto/PROTOCOL.md`, "Identity".
+/// HMAC-SHA256 (RFC 2104): the handshake's keyed proofs.
+public enum HMACSHA256 {
+    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
+        var block = key.count > 64 ? SHA256.hash(key) : key
+        block += Array(repeating: 0, count: 64 - block.count)
+        var inner = SHA256()
+        inner.update(block.map { $0 ^ 0x36 })
+        inner.update(message)
+        var outer = SHA256()
+        outer.update(block.map { $0 ^ 0x5c })
+        outer.update(inner.finalize())
+        return outer.finalize()
+    }
+}
+
+/// The handshake's proofs (proto/PROTOCOL.md, "Identity and authentication"): each side proves
+/// it holds the same model and the same cluster secret by a MAC over both sides' fresh nonces,
+/// so neither the fingerprint nor the secret is ever sent and no proof can be replayed.
 public enum IdentityProof {
     public static let workerLabel = "l2pd-worker-proof"
     public static let coordinatorLabel = "l2pd-coordinator-proof"
 
-    public static func worker(fingerprint: UInt64, challenge: UInt64) -> UInt64 {
-        proof(workerLabel, fingerprint, challenge)
+    /// The worker's proof for the coordinator's nonce `challenge` and its own `nonce`.
+    public static func worker(fingerprint: UInt64, challenge: UInt64, nonce: UInt64, secret: [UInt8] = []) -> UInt64 {
+        proof(workerLabel, fingerprint, challenge, nonce, secret)
     }
 
-    public static func coordinator(fingerprint: UInt64, challenge: UInt64) -> UInt64 {
-        proof(coordinatorLabel, fingerprint, challenge)
+    /// The coordinator's proof for its nonce `challenge` and the worker's `nonce`.
+    public static func coordinator(fingerprint: UInt64, challenge: UInt64, nonce: UInt64, secret: [UInt8] = []) -> UInt64 {
+        proof(coordinatorLabel, fingerprint, challenge, nonce, secret)
     }
 
-    static func proof(_ label: String, _ fingerprint: UInt64, _ challenge: UInt64) -> UInt64 {
+    /// The first 8 bytes, little-endian, of HMAC-SHA256(secret, label ‖ F ‖ challenge ‖ nonce);
+    /// 0 becomes 1 (0 means "no proof" on the wire).
+    static func proof(_ label: String, _ fingerprint: UInt64, _ challenge: UInt64, _ nonce: UInt64, _ secret: [UInt8]) -> UInt64 {
         var bytes = Array(label.utf8)
-        withUnsafeBytes(of: fingerprint.littleEndian) { bytes += $0 }
-        withUnsafeBytes(of: challenge.littleEndian) { bytes += $0 }
-        let digest = SHA256.hash(bytes)
+        for value in [fingerprint, challenge, nonce] { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        let digest = HMACSHA256.authenticate(bytes, key: secret)
         let value = (0..<8).reduce(UInt64(0)) { $0 | UInt64(digest[$1]) << (8 * UInt64($1)) }
-        return value == 0 ? 1 : value  // 0 means "no model" on the wire
+        return value == 0 ? 1 : value
+    }
+
+    /// A fresh non-zero nonce from the system's random source.
+    public static func nonce() -> UInt64 {
+        var value: UInt64 = 0
+        while value == 0 { value = UInt64.random(in: .min ... .max) }
+        return value
     }
 }

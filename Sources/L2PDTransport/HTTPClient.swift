@@ -31,7 +31,22 @@ public enum HTTPClient {
     /// POSTs `body` to `path` and returns the status; every `data:` line of a server-sent event
     /// stream goes to `onEvent` as it arrives, any other body is returned whole.
     public static func post(
-        _ target: Target, path: String, body: [UInt8], timeout: Double, onEvent: (String) -> Void
+        _ target: Target, path: String, body: [UInt8], headers: [(name: String, value: String)] = [], timeout: Double,
+        onEvent: (String) -> Void
+    ) throws -> (status: Int, body: String) {
+        try exchange(target, method: "POST", path: path, body: body, headers: headers, timeout: timeout, onEvent: onEvent)
+    }
+
+    /// GETs `path` and returns the status and body.
+    public static func get(
+        _ target: Target, path: String, headers: [(name: String, value: String)] = [], timeout: Double
+    ) throws -> (status: Int, body: String) {
+        try exchange(target, method: "GET", path: path, body: [], headers: headers, timeout: timeout) { _ in }
+    }
+
+    static func exchange(
+        _ target: Target, method: String, path: String, body: [UInt8], headers: [(name: String, value: String)], timeout: Double,
+        onEvent: (String) -> Void
     ) throws -> (status: Int, body: String) {
         let url = "http://\(target.host):\(target.port)\(path)"
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -49,9 +64,10 @@ public enum HTTPClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw TransportError(kind: .unreachable, url: url, detail: "connection refused") }
+        let extra = headers.map { "\($0.name): \($0.value)\r\n" }.joined()
         let head =
-            "POST \(path) HTTP/1.1\r\nHost: \(target.host):\(target.port)\r\nContent-Type: application/json\r\n"
-            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+            "\(method) \(path) HTTP/1.1\r\nHost: \(target.host):\(target.port)\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.count)\r\n\(extra)Connection: close\r\n\r\n"
         let request = Array(head.utf8) + body
         var sent = 0
         while sent < request.count {

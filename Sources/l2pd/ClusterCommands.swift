@@ -16,6 +16,10 @@ struct WorkerCommand: Command {
         .flag("quiet", "Log nothing but errors."),
         .option("max-cached-sequences", "N", "K/V caches kept at most; the least recently used beyond is dropped.", default: "64"),
         .option("max-cache-mib", "N", "K/V cache memory at most, in MiB.", default: "4096"),
+        .option(
+            "cluster", "FILE",
+            "Cluster file whose 'secret' a coordinator must prove (else the L2PD_CLUSTER_TOKEN environment variable; neither: any coordinator holding the model)."
+        ),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
@@ -23,12 +27,15 @@ struct WorkerCommand: Command {
         let quiet = o.has("quiet")
         let cacheLimits = CacheLimits(
             maxSequences: try o.positiveInt("max-cached-sequences")!, maxBytes: try o.positiveInt("max-cache-mib")! << 20)
+        let secret =
+            try o.string("cluster").flatMap { try ClusterDescription.load(URL(fileURLWithPath: $0)).secret }
+            ?? ClusterSecret.fromEnvironment
         let node = try WorkerNode(
             listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!,
-            cacheLimits: cacheLimits
+            cacheLimits: cacheLimits, clusterSecret: secret
         ) { line in if !quiet { printError("worker \(url): \(line)") } }
         StopSignals.install("worker \(url)", quiet: quiet)
-        if !quiet { printError("worker \(url): listening") }
+        if !quiet { printError("worker \(url): listening\(secret == nil ? "" : " (cluster secret required)")") }
         await node.serve()
     }
 }
@@ -43,6 +50,11 @@ struct CoordinatorCommand: Command {
                 default: "cluster/local-2.json"),
             .option("connect-timeout", "SECONDS", "How long to wait for every worker at start-up.", default: "30"),
             .option("timeout", "SECONDS", "How long one stage may take for one frame.", default: "60"),
+            .option(
+                "retry-window", "SECONDS",
+                "How long a request whose worker was lost waits for it (or a replica) to serve again; 0: fail at once.", default: "10"),
+            .option("heartbeat-interval", "SECONDS", "Seconds between heartbeats to each worker; 0: none.", default: "0.5"),
+            .option("heartbeat-misses", "N", "Heartbeats a worker may miss before it is marked down.", default: "3"),
         ] + ServingOptions.specs
 
     static func run(_ o: ParsedOptions) async throws {
@@ -50,9 +62,20 @@ struct CoordinatorCommand: Command {
         let directory = try ModelLocator.directory(description.model == "default" ? nil : description.model)
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
         let workers = try description.endpoints(layers: config.layers)
+        let retryWindow = try o.double("retry-window")!
+        let heartbeat = try o.double("heartbeat-interval")!
+        let timeout = try o.double("timeout")!
+        guard retryWindow >= 0, retryWindow <= 86_400 else { throw UsageError("--retry-window must be between 0 and 86400 seconds") }
+        guard heartbeat >= 0, heartbeat <= 3600 else { throw UsageError("--heartbeat-interval must be between 0 and 3600 seconds") }
+        guard timeout > 0, timeout <= 86_400 else { throw UsageError("--timeout must be above 0 and at most 86400 seconds") }
+        let tolerance = FaultTolerance(
+            retryWindow: retryWindow, heartbeatInterval: heartbeat, heartbeatMisses: try o.positiveInt("heartbeat-misses")!)
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
-            timeout: try o.double("timeout")!, limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o))
+            timeout: timeout, faultTolerance: tolerance, clusterSecret: description.secret ?? ClusterSecret.fromEnvironment,
+            limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o),
+            requestTimeout: try ServingOptions.requestTimeout(o)
+        ) { line in printError("coordinator: \(line)") }
         try await coordinator.pipeline.connect(within: try o.double("connect-timeout")!)
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
         try await ServingOptions.serve(

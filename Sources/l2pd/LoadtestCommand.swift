@@ -23,6 +23,8 @@ struct LoadtestCommand: Command {
             .option("prompts", "FILE", "JSONL prompts ({\"prompt\": ...}; task-suite lines are checked too).", default: "task suite"),
             .option("task-seed", "N", "Seed of the evaluation prompts from the task suite.", default: "1"),
             .option("request-timeout", "SECONDS", "How long one request may take.", default: "600"),
+            .option("api-key", "KEY", "HTTP API key (else the L2PD_API_KEY environment variable), sent as a Bearer token."),
+            .option("answers", "FILE", "Write each request's answer (null when it failed) as a JSON array, in request order."),
             .option("sweep", "LIST", "Run once per concurrency in LIST (e.g. 1,2,4,8,16) and print one table."),
             .option("json", "FILE", "Write the report as JSON (with --sweep: {\"rows\": [...]})."),
             .option("plot", "FILE", "Draw the latency distribution (with --sweep: throughput against latency) as SVG."),
@@ -50,6 +52,9 @@ struct LoadtestCommand: Command {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: path))
         }
+        if let path = o.string("answers") {
+            try JSONEncoder().encode(report.answers).write(to: URL(fileURLWithPath: path))
+        }
         if let path = o.string("plot") {
             try LatencyPlot.svg(report.latencies, title: "Latency of \(report.ok) requests, \(describe(arrivals))")
                 .write(toFile: path, atomically: true, encoding: .utf8)
@@ -68,18 +73,44 @@ struct LoadtestCommand: Command {
         let timeout = try o.double("request-timeout")!
         printError("loadtest: \(plan.requests) requests to \(url), \(describe(plan.arrivals))")
         let send: LoadTest.Send
+        var faultsBefore: [String: Int]? = nil
+        let apiKey = (o.string("api-key") ?? ProcessInfo.processInfo.environment["L2PD_API_KEY"]).flatMap { $0.isEmpty ? nil : $0 }
         if url.hasPrefix("http://") {
             let target = try HTTPClient.parse(url)
+            faultsBefore = faultCounters(target, apiKey: apiKey)
             // The HTTP client blocks: each request on a thread of its own.
-            send = { request in try await Blocking.run { try HTTPCompletionClient.generate(request, target: target, timeout: timeout) } }
+            send = { request in
+                try await Blocking.run { try HTTPCompletionClient.generate(request, target: target, timeout: timeout, apiKey: apiKey) }
+            }
         } else {
             let client = try CoordinatorClient(url: url)
             send = { request in LoadTestReply(try await client.generate(request, timeout: timeout)) }
         }
         let progress = Progress("loadtest", total: plan.requests)
-        return await LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, _ in
+        var report = await LoadTest.run(plan: plan, prompts: prompts, template: requestTemplate, send: send) { done, _ in
             progress.update(done)
         }
+        if let before = faultsBefore, let after = faultCounters(try HTTPClient.parse(url), apiKey: apiKey) {
+            func delta(_ name: String) -> Int? { after[name].map { $0 - (before[name] ?? 0) } }
+            report.workers_lost = delta("l2pd_workers_lost_total")
+            report.passes_retried = delta("l2pd_passes_retried_total")
+            report.requests_moved = delta("l2pd_sequences_moved_total")
+        }
+        return report
+    }
+
+    /// The fault counters of the server's `/metrics` (nil when it cannot be read).
+    static func faultCounters(_ target: HTTPClient.Target, apiKey: String?) -> [String: Int]? {
+        let headers = apiKey.map { [(name: "Authorization", value: "Bearer \($0)")] } ?? []
+        guard let (status, body) = try? HTTPClient.get(target, path: "/metrics", headers: headers, timeout: 5), status == 200 else {
+            return nil
+        }
+        var counters: [String: Int] = [:]
+        for line in body.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = Double(parts[1]) { counters[String(parts[0])] = Int(value) }
+        }
+        return counters
     }
 
     /// A row of `--sweep`'s table and JSON.
@@ -171,6 +202,9 @@ struct LoadtestCommand: Command {
             lines.insert("first block     p50 \(f(p50)) s   p90 \(f(p90)) s   p99 \(f(p99)) s", at: 4)
         }
         if let accuracy = r.accuracy { lines.append("accuracy        \(f(accuracy, 3))") }
+        if let lost = r.workers_lost, let retried = r.passes_retried, let moved = r.requests_moved {
+            lines.append("faults          \(lost) workers lost, \(retried) passes retried, \(moved) requests moved to a replica")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -24,7 +24,8 @@ struct ServeCommand: Command {
         let pipeline = try InProcessPipeline(checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!)
         let coordinator = Coordinator(
             pipeline: pipeline, tokenizer: bundle.tokenizer, filter: try ModelLocator.filter(o.string("filter")),
-            limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o))
+            limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o),
+            requestTimeout: try ServingOptions.requestTimeout(o))
         let listen = o.string("listen").flatMap { $0 == "none" ? nil : $0 }
         let name = o.string("model") == ModelLocator.defaultDescription ? "default" : directory.lastPathComponent
         try await ServingOptions.serve(coordinator, o, listen: listen, modelName: name, role: "serve")

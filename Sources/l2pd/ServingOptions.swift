@@ -25,6 +25,14 @@ enum ServingOptions {
         .option("idle-timeout", "SECONDS", "HTTP keep-alive connections idle this long are closed.", default: "30"),
         .option("header-timeout", "SECONDS", "An HTTP request must arrive whole within this time of its first byte.", default: "10"),
         .option(
+            "request-timeout", "SECONDS",
+            "Longest a request may take, queueing included (a request's own 'timeout' may be shorter); then 504.",
+            default: "600"),
+        .option(
+            "api-key", "KEY",
+            "Require 'Authorization: Bearer KEY' on the HTTP API (else the L2PD_API_KEY environment variable); needed to listen beyond loopback."
+        ),
+        .option(
             "drain-seconds", "SECONDS", "On SIGINT or SIGTERM, how long requests in flight may take to finish (new ones get 503).",
             default: "30"),
     ]
@@ -37,6 +45,19 @@ enum ServingOptions {
 
     static func requests(_ o: ParsedOptions) throws -> RequestLimits {
         RequestLimits(maxPromptBytes: try o.positiveInt("max-prompt-bytes")!)
+    }
+
+    static func requestTimeout(_ o: ParsedOptions) throws -> Double {
+        let seconds = try o.double("request-timeout")!
+        guard seconds > 0, seconds <= GenerationRequest.maxTimeout else {
+            throw UsageError("--request-timeout must be above 0 and at most \(Int(GenerationRequest.maxTimeout)) seconds")
+        }
+        return seconds
+    }
+
+    /// The HTTP API key: `--api-key`, else `L2PD_API_KEY`; nil when neither is set.
+    static func apiKey(_ o: ParsedOptions) -> String? {
+        (o.string("api-key") ?? ProcessInfo.processInfo.environment["L2PD_API_KEY"]).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     static func http(_ o: ParsedOptions) throws -> HTTPServer.Limits {
@@ -56,10 +77,14 @@ enum ServingOptions {
         guard drainSeconds >= 0 else { throw UsageError("--drain-seconds must be at least 0") }
         var httpServer: HTTPServer? = nil
         if let address = o.string("http"), address != "none" {
+            let key = apiKey(o)
+            guard key != nil || HTTPAPI.isLoopback(address) else {
+                throw UsageError("--http \(address) listens beyond loopback: set --api-key (or L2PD_API_KEY) so strangers cannot use it")
+            }
             let server = try HTTPServer(url: address, limits: try Self.http(o))
-            try HTTPAPI(coordinator: coordinator, modelName: modelName).install(on: server)
+            try HTTPAPI(coordinator: coordinator, modelName: modelName, apiKey: key).install(on: server)
             try server.start()
-            printError("\(role): HTTP API on \(address)")
+            printError("\(role): HTTP API on \(address)\(key == nil ? "" : " (API key required)")")
             httpServer = server
         }
         let http = httpServer

@@ -20,10 +20,11 @@ final class WorkerProcesses: Sendable {
     let local: LocalWorkers
     let model: URL
 
-    init(count: Int, model: URL? = nil) throws {
+    init(count: Int, model: URL? = nil, arguments: [String] = []) throws {
         let model = try model ?? #require(DefaultModel.directory)
         self.model = model
-        local = try LocalWorkers(count: count, executable: try Self.executable, arguments: ["--model", model.path, "--threads", "1"])
+        local = try LocalWorkers(
+            count: count, executable: try Self.executable, arguments: ["--model", model.path, "--threads", "1"] + arguments)
     }
 
     var urls: [String] { local.urls }
@@ -55,12 +56,16 @@ func receive(_ transport: any FrameTransport, within seconds: Double) async thro
     }
 }
 
-func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout: Double = 60) async throws -> NetworkPipeline {
+func connectedPipeline(
+    _ workers: WorkerProcesses, config: ModelConfig, timeout: Double = 60, faultTolerance: FaultTolerance = FaultTolerance(),
+    clusterSecret: String? = nil
+) async throws -> NetworkPipeline {
     let endpoints = zip(workers.urls, LayerPlan.even(layers: config.layers, stages: workers.urls.count)).map {
         WorkerEndpoint(url: $0, layers: $1)
     }
     let pipeline = try NetworkPipeline(
-        config: config, fingerprint: try ModelFingerprint.of(directory: workers.model), workers: endpoints, timeout: timeout)
+        config: config, fingerprint: try ModelFingerprint.of(directory: workers.model), workers: endpoints, timeout: timeout,
+        faultTolerance: faultTolerance, clusterSecret: clusterSecret)
     for attempt in 0..<100 {
         do {
             try await pipeline.connect()
@@ -113,10 +118,12 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         #expect(network.statistics.forwards > 0)
     }
 
+    /// Without a retry window, a killed worker fails the request in flight at once.
     @Test func aKilledWorkerFailsTheRequestQuicklyAndARestartedOneServesAgain() async throws {
         let bundle = try ModelBundle(directory: try #require(DefaultModel.directory))
         let workers = try WorkerProcesses(count: 2)
-        let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
+        let network = try await connectedPipeline(
+            workers, config: bundle.checkpoint.config, faultTolerance: FaultTolerance(retryWindow: 0))
         defer { network.close() }
         let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
         var options = GenerationOptions()
@@ -154,6 +161,102 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
             }
         }
         #expect(answered)
+    }
+
+    /// A worker killed mid-request and restarted within the retry window: the request waits,
+    /// its caches are rebuilt on the new process, and it answers exactly what one process does.
+    @Test func aKilledAndRestartedWorkerLosesNoRequest() async throws {
+        let bundle = try ModelBundle(directory: try #require(DefaultModel.directory))
+        let workers = try WorkerProcesses(count: 2)
+        let network = try await connectedPipeline(workers, config: bundle.checkpoint.config)
+        defer { network.close() }
+        var options = GenerationOptions()
+        options.genLength = 64
+        options.blockLength = 16
+        options.steps = 64
+        options.cache = .dual
+        let prompt = "Copy the digits 12345."
+        let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
+        let expected = try await local.generate(prompt, options: options, sequenceID: 1).tokens
+        let restarted = Promise<Void>()
+        let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
+        let answer = try await cluster.generate(prompt, options: options, sequenceID: 1) { event in
+            guard event.step == 5 else { return }
+            // Off the decoder's task: kill -9 now, start again half a second later.
+            DispatchQueue.global().async {
+                kill(workers.local.process(1).processIdentifier, SIGKILL)
+                workers.local.process(1).waitUntilExit()
+                Thread.sleep(forTimeInterval: 0.5)
+                try? workers.restart(1)
+                restarted.fulfil(.success(()))
+            }
+        }
+        try await restarted.value()
+        #expect(answer.tokens == expected)
+        #expect(network.faultCounters.retriedPasses >= 1)
+        #expect(network.faultCounters.replayedRefreshes >= 1)
+    }
+
+    /// With a cluster secret, neither side can be impersonated: a worker refuses a coordinator
+    /// that cannot prove the secret (and answers nothing but the handshake before), and a
+    /// coordinator refuses a worker that cannot.
+    @Test func theClusterSecretIsProvenBothWays() async throws {
+        let directory = try #require(DefaultModel.directory)
+        let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("l2pd-secret-\(UUID().uuidString).json")
+        try #"{"workers": [{"url": "tcp://127.0.0.1:1"}], "secret": "correct horse"}"#.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let guarded = try WorkerProcesses(count: 1, arguments: ["--cluster", file.path])
+        func connectError(_ workers: WorkerProcesses, secret: String?) async throws -> String {
+            let pipeline = try NetworkPipeline(
+                config: config, fingerprint: try ModelFingerprint.of(directory: directory),
+                workers: [WorkerEndpoint(url: workers.urls[0], layers: 0..<config.layers)], timeout: 10, clusterSecret: secret)
+            defer { pipeline.close() }
+            for _ in 0..<50 {
+                do { try await pipeline.connect() } catch {
+                    let message = String(describing: error)
+                    if !message.contains("unreachable") { return message }
+                    try await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                return "connected"
+            }
+            return "unreachable"
+        }
+        for secret in [nil, "wrong horse"] {
+            let message = try await connectError(guarded, secret: secret)
+            #expect(message.contains("could not prove it holds model"), "\(message)")
+            #expect(message.contains("cluster secret"), "\(message)")
+        }
+        #expect(try await connectError(guarded, secret: "correct horse") == "connected")
+
+        // A raw peer: refused before the handshake, and with a forged assignment.
+        let socket = try PairSocket.dial(guarded.urls[0], maxMessageBytes: 1 << 24)
+        defer { socket.close() }
+        func ask(_ message: Message, id: UInt64) async throws -> Message {
+            try await socket.send(try Frame(requestID: id, message: message).encode(), timeout: 5)
+            return try Frame.decode(try #require(try await receive(socket, within: 5))).message
+        }
+        let forward = Message.forward(
+            ForwardRequest(batch: [SequenceForward(sequenceID: 1, length: 4, readPositions: [3])], input: .tokens([1, 2, 3, 4])))
+        guard case .error(let early) = try await ask(forward, id: 1) else { throw ClusterError("a forward was served") }
+        #expect(early.knownCode == .notAuthenticated)
+        guard case .hello = try await ask(.hello(Hello(role: .coordinator, modelFingerprint: 0, nonce: 9)), id: 2) else {
+            throw ClusterError("no hello back")
+        }
+        let forged = ShardAssignment(modelFingerprint: 12345, totalLayers: config.layers, layers: 0..<config.layers, nextStageURL: "")
+        guard case .error(let refused) = try await ask(.shardAssignment(forged), id: 3) else {
+            throw ClusterError("a forged assignment was taken")
+        }
+        #expect(refused.knownCode == .fingerprintMismatch)
+        guard case .error(let still) = try await ask(forward, id: 4) else { throw ClusterError("a forward was served") }
+        #expect(still.knownCode == .notAuthenticated)
+        socket.close()
+
+        // A coordinator with a secret refuses a worker without it.
+        let open = try WorkerProcesses(count: 1)
+        let message = try await connectError(open, secret: "correct horse")
+        #expect(message.contains("could not prove it holds model"), "\(message)")
     }
 
     @Test func aWorkerWithAnotherModelIsRefusedByName() async throws {
@@ -212,9 +315,19 @@ func connectedPipeline(_ workers: WorkerProcesses, config: ModelConfig, timeout:
         }
         while try await receive(socket, within: 0.3) != nil {}
         #expect(errors > 2000)
+        // Still alive, and still answering nothing but the handshake to a peer that has not
+        // proven itself.
         try await socket.send(valid, timeout: 5)
         let reply = try #require(try await receive(socket, within: 5))
-        #expect(try Frame.decode(reply) == Frame(requestID: 9, step: 1, message: .pong(nonce: 77)))
+        let refusal = try Frame.decode(reply)
+        #expect(refusal.requestID == 9)
+        guard case .error(let report) = refusal.message else { throw ClusterError("expected an error frame, got \(refusal.message.kind)") }
+        #expect(report.knownCode == .notAuthenticated)
+        try await socket.send(
+            try Frame(requestID: 11, message: .hello(Hello(role: .coordinator, modelFingerprint: 0, nonce: 5))).encode(), timeout: 5)
+        let hello = try Frame.decode(try #require(try await receive(socket, within: 5)))
+        guard case .hello(let answer) = hello.message else { throw ClusterError("expected hello, got \(hello.message.kind)") }
+        #expect(answer.role == .worker && answer.nonce != 0 && answer.modelFingerprint != 0)
     }
 
     /// A coordinator serving on a real socket: concurrent clients get exactly the tokens of

@@ -10,37 +10,49 @@ import Testing
 
 @testable import L2PDCluster
 
-/// A network pipeline to `count` workers over in-memory links (no sockets, no processes).
+/// A network pipeline to `count` workers over in-memory links (no sockets, no processes);
+/// with `replicas` > 1, each stage's layers are served by that many workers.
 struct InMemoryCluster {
     let pipeline: NetworkPipeline
     let links: [InMemoryFrameTransport]
+    /// The worker side of each link, which tests may freeze.
+    let workerEnds: [FreezableTransport]
+    let nodes: [WorkerNode]
     let serving: [Task<Void, Never>]
     let config: ModelConfig
 
-    init(count: Int, timeout: Double = 30) throws {
+    init(count: Int, replicas: Int = 1, timeout: Double = 30, faultTolerance: FaultTolerance = FaultTolerance()) throws {
         let directory = try #require(DefaultModel.directory)
         config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
         var coordinatorEnds: [any FrameTransport] = []
         var links: [InMemoryFrameTransport] = []
+        var workerEnds: [FreezableTransport] = []
+        var nodes: [WorkerNode] = []
         var serving: [Task<Void, Never>] = []
-        for i in 0..<count {
+        for i in 0..<count * replicas {
             let (near, far) = InMemoryFrameTransport.pair(url: "memory://worker-\(i + 1)")
-            let node = try WorkerNode(transport: far, modelDirectory: directory, threads: 1) { _ in }
+            let end = FreezableTransport(far)
+            let node = try WorkerNode(transport: end, modelDirectory: directory, threads: 1) { _ in }
             serving.append(Task { await node.serve() })
             coordinatorEnds.append(near)
             links.append(near)
+            workerEnds.append(end)
+            nodes.append(node)
         }
-        let endpoints = zip(links, LayerPlan.even(layers: config.layers, stages: count)).map {
-            WorkerEndpoint(url: $0.url, layers: $1)
-        }
+        // Workers 1...count serve the stages in order, then the next `count` replicate them.
+        let ranges = LayerPlan.even(layers: config.layers, stages: count)
+        let endpoints = links.enumerated().map { WorkerEndpoint(url: $1.url, layers: ranges[$0 % count]) }
         pipeline = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: directory), workers: endpoints,
-            transports: coordinatorEnds, timeout: timeout)
+            transports: coordinatorEnds, timeout: timeout, faultTolerance: faultTolerance)
         self.links = links
+        self.workerEnds = workerEnds
+        self.nodes = nodes
         self.serving = serving
     }
 
     func stop() {
+        workerEnds.forEach { $0.thaw() }
         pipeline.close()
         serving.forEach { $0.cancel() }
     }
@@ -109,7 +121,7 @@ struct InMemoryCluster {
     /// A worker lost while a pass waits on another stage fails that pass at once, naming the
     /// lost worker; once it is back, the next request is served again.
     @Test func aLostWorkerFailsThePassInFlightAtOnceAndServesAgainAfterReconnecting() async throws {
-        let cluster = try InMemoryCluster(count: 2)
+        let cluster = try InMemoryCluster(count: 2, faultTolerance: FaultTolerance(retryWindow: 0))
         defer { cluster.stop() }
         try await cluster.pipeline.connect()
         // Stage 2 is slowed by a stalled link: its frames wait while worker 2 is "down".
@@ -163,6 +175,46 @@ final class CountingTransport: FrameTransport, @unchecked Sendable {
                 lock.withLock { count += 1 }
             }
             completion(result)
+        }
+    }
+    var connectionCount: Int { inner.connectionCount }
+    var disconnectionCount: Int { inner.disconnectionCount }
+    var isConnected: Bool { inner.isConnected }
+    func onConnectionChange(_ handler: @escaping @Sendable (ConnectionEvent) -> Void) { inner.onConnectionChange(handler) }
+    func close() { inner.close() }
+}
+
+/// A worker's end of a link that can be frozen like a process under SIGSTOP: while frozen,
+/// frames reach it but nothing is handled or answered; thawing delivers them in order.
+final class FreezableTransport: FrameTransport, @unchecked Sendable {
+    private let inner: any FrameTransport
+    private let lock = NSLock()
+    private var frozen = false
+    private var held: [() -> Void] = []
+    init(_ inner: any FrameTransport) { self.inner = inner }
+
+    func freeze() { lock.withLock { frozen = true } }
+    func thaw() {
+        let release = lock.withLock { () -> [() -> Void] in
+            frozen = false
+            defer { held = [] }
+            return held
+        }
+        release.forEach { $0() }
+    }
+
+    var url: String { inner.url }
+    func send(_ frame: [UInt8], timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        inner.send(frame, timeout: timeout, completion: completion)
+    }
+    func receive(completion: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) -> CancelHandle {
+        inner.receive { [self] result in
+            let deliver = { completion(result) }
+            let now = lock.withLock { () -> Bool in
+                if frozen { held.append(deliver) }
+                return !frozen
+            }
+            if now { deliver() }
         }
     }
     var connectionCount: Int { inner.connectionCount }

@@ -26,6 +26,7 @@ enum Golden {
         var version: UInt16
         var role: String
         var fingerprint: String
+        var nonce: String
         var name: String
     }
     struct ShardValues: Decodable {
@@ -108,7 +109,7 @@ enum Golden {
             message = .hello(
                 Hello(
                     protocolVersion: h.version, role: h.role == "worker" ? .worker : .coordinator, modelFingerprint: u64(h.fingerprint),
-                    name: h.name))
+                    nonce: u64(h.nonce), name: h.name))
         case "shard_assignment":
             guard let s = v.shardAssignment else { return nil }
             var assignment = ShardAssignment(

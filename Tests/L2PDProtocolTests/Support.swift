@@ -109,7 +109,7 @@ struct MessageFactory {
         case .hello:
             return .hello(
                 Hello(
-                    protocolVersion: UInt16(int(1...3)), role: bool() ? .coordinator : .worker, modelFingerprint: u64(),
+                    protocolVersion: UInt16(int(1...3)), role: bool() ? .coordinator : .worker, modelFingerprint: u64(), nonce: u64(),
                     name: text(maxLength: 40)))
         case .shardAssignment:
             let total = int(1...80)
