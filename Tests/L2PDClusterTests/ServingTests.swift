@@ -26,6 +26,24 @@ import Testing
         #expect(await gate.running == 1)
     }
 
+    /// A request cancelled while it waits in line (its deadline passed, its client left) gives
+    /// up its place at once, and the next one in line gets the slot.
+    @Test func aCancelledWaitLeavesTheLine() async throws {
+        let gate = AdmissionGate(limits: AdmissionLimits(concurrent: 1, queued: 2))
+        try await gate.admit()
+        let cancelled = Task { try await gate.admit() }
+        while await gate.waiting < 1 { await Task.yield() }
+        let next = Task { try await gate.admit() }
+        while await gate.waiting < 2 { await Task.yield() }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        #expect(await gate.waiting == 1)
+        await gate.leave()
+        try await next.value
+        #expect(await gate.running == 1)
+        #expect(await gate.waiting == 0)
+    }
+
     /// Text is released only when a block is committed from the answer's start, and all of it
     /// once end-of-text is committed; the deltas add up to the final answer.
     @Test func theCommitStreamReleasesCompletedBlocksInOrder() throws {
