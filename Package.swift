@@ -63,7 +63,7 @@ let package = Package(
             name: "l2pd",
             dependencies: [
                 "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDTokenizer", "L2PDTasks", "L2PDFilter", "L2PDDefaultModel", "L2PDCluster",
-                "L2PDTransport", "L2PDCommandLine", "L2PDEvaluation", "L2PDStageIO",
+                "L2PDTransport", "L2PDCommandLine", "L2PDEvaluation", "L2PDStageIO", "L2PDKernels",
             ]
         ),
         .testTarget(name: "L2PDStageIOTests", dependencies: ["L2PDStageIO"]),

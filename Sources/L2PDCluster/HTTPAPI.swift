@@ -276,6 +276,15 @@ public struct HTTPAPI: Sendable {
             "stage_busy_seconds_total", "counter", "Seconds each stage spent answering forward frames (round trip).",
             wire.stageSeconds.enumerated().map { ("{stage=\"\($0.offset + 1)\"}", $0.element) })
         metric(
+            "wire_passes_total", "counter", "Forward passes through the workers: whole canvases (full) or cached steps (cached).",
+            [("{kind=\"full\"}", Double(wire.fullPasses)), ("{kind=\"cached\"}", Double(wire.cachedSteps))])
+        metric(
+            "wire_pass_seconds_total", "counter", "Seconds of those passes, first frame sent to readouts back.",
+            [("{kind=\"full\"}", wire.fullPassSeconds), ("{kind=\"cached\"}", wire.cachedStepSeconds)])
+        if let bytes = coordinator.pipeline.heldWeightBytes {
+            metric("weight_bytes", "gauge", "Bytes of weights this process holds, in the dtype they are held in.", [("", Double(bytes))])
+        }
+        metric(
             "wire_bytes_total", "counter", "Frame bytes to and from the workers.",
             [
                 ("{direction=\"sent\"}", Double(wire.bytesSent)), ("{direction=\"received\"}", Double(wire.bytesReceived)),

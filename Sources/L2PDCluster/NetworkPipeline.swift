@@ -151,6 +151,9 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         }
     }
 
+    /// The workers hold the weights, not this process.
+    public var heldWeightBytes: Int? { nil }
+
     /// Whether every stage has a worker that can serve now.
     public var canServe: Bool {
         let usable = usableWorkers()
@@ -181,9 +184,23 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
             throw ClusterError("the batch computes \(offset) positions but carries \(tokens.count) tokens", class: .internalError)
         }
         var deadline: ContinuousClock.Instant?
+        let full = batch.contains { $0.cache != .reuse }
         while true {
             do {
-                return try await attempt(batch, tokens: slices)
+                let started = ContinuousClock.now
+                let readouts = try await attempt(batch, tokens: slices)
+                let elapsed = (ContinuousClock.now - started).components
+                let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+                lock.withLock {
+                    if full {
+                        wire.fullPasses += 1
+                        wire.fullPassSeconds += seconds
+                    } else {
+                        wire.cachedSteps += 1
+                        wire.cachedStepSeconds += seconds
+                    }
+                }
+                return readouts
             } catch let error as ClusterError where error.workerLost {
                 // The canvas is intact here: wait for the worker (or a replica), then run again.
                 let now = ContinuousClock.now

@@ -15,6 +15,8 @@ public protocol ServingPipeline: Pipeline {
     var workerStatuses: [WorkerStatus] { get }
     /// Whether every stage has a worker that can serve now.
     var canServe: Bool { get }
+    /// Bytes of weights held in this process (nil: the workers hold them).
+    var heldWeightBytes: Int? { get }
     /// Readies every stage (greets and assigns workers); fails naming the first that cannot serve.
     func connect() async throws
     func close()
@@ -27,6 +29,7 @@ extension InProcessPipeline: ServingPipeline {
     public var faultCounters: FaultCounters { FaultCounters() }
     public var workerStatuses: [WorkerStatus] { [] }
     public var canServe: Bool { true }
+    public var heldWeightBytes: Int? { weightBytes }
     public func connect() async throws {}
     public func close() {}
 }

@@ -9,6 +9,13 @@ public struct WireStatistics: Sendable, Equatable, Codable {
     public var roundTripSeconds = 0.0
     /// `roundTripSeconds` by stage, in layer order.
     public var stageSeconds: [Double] = []
+    /// Passes that computed whole canvases (no cache, or a cache refresh), and their seconds
+    /// from the first frame sent to the readouts back.
+    public var fullPasses = 0
+    public var fullPassSeconds = 0.0
+    /// Passes that reused kept caches (cached steps), and their seconds.
+    public var cachedSteps = 0
+    public var cachedStepSeconds = 0.0
     public init() {}
     public var bytesPerForward: Double { forwards > 0 ? Double(bytesSent + bytesReceived) / Double(forwards) : 0 }
 }

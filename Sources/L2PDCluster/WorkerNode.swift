@@ -32,24 +32,26 @@ public final class WorkerNode: @unchecked Sendable {
     private let queue = DispatchQueue(label: "l2pd.worker.frames", qos: .userInitiated)
     private let log: @Sendable (String) -> Void
     private let cacheLimits: CacheLimits
+    private let weightFormat: WeightFormat
 
     /// Listens on `url` over nng.
     public convenience init(
         listen url: String, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
-        clusterSecret: String? = nil, log: @escaping @Sendable (String) -> Void
+        clusterSecret: String? = nil, weights: WeightFormat = .native, log: @escaping @Sendable (String) -> Void
     ) throws {
         try self.init(
             transport: try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes), modelDirectory: modelDirectory,
-            threads: threads, cacheLimits: cacheLimits, clusterSecret: clusterSecret, log: log)
+            threads: threads, cacheLimits: cacheLimits, clusterSecret: clusterSecret, weights: weights, log: log)
     }
 
     /// Serves over `transport` (an nng socket, or an in-memory link in tests). With a
     /// `clusterSecret`, only a coordinator that proves the same secret is served.
     public init(
         transport: any FrameTransport, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
-        clusterSecret: String? = nil, log: @escaping @Sendable (String) -> Void
+        clusterSecret: String? = nil, weights: WeightFormat = .native, log: @escaping @Sendable (String) -> Void
     ) throws {
         self.cacheLimits = cacheLimits
+        self.weightFormat = weights
         checkpoint = try Checkpoint(directory: modelDirectory)
         fingerprint = try ModelFingerprint.of(directory: modelDirectory)
         secret = Array((clusterSecret ?? "").utf8)
@@ -166,11 +168,21 @@ public final class WorkerNode: @unchecked Sendable {
             }
             if assigned != assignment.layers {
                 do {
-                    let loaded = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: assignment.layers), threads: threads)
+                    stage = nil  // the previous range's weights go before the new ones load
+                    let start = ContinuousClock.now
+                    let weights = try StageWeights(checkpoint: checkpoint, layers: assignment.layers, format: weightFormat)
+                    weights.prefault()
+                    let loaded = Stage(weights: weights, threads: threads)
                     loaded.cacheLimits = cacheLimits
                     stage = loaded
                     assigned = assignment.layers
-                    log("assigned layers \(assignment.layers.lowerBound)..<\(assignment.layers.upperBound)")
+                    let elapsed = (ContinuousClock.now - start).components
+                    let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+                    log(
+                        String(
+                            format: "assigned layers %d..<%d: loaded in %.2f s, %.3f GiB of weights (%@), K/V cache %.1f MiB per 1000 positions",
+                            assignment.layers.lowerBound, assignment.layers.upperBound, seconds, Double(weights.byteCount) / 1_073_741_824,
+                            weightFormat.rawValue, Double(loaded.cacheBytes(length: 1000)) / 1_048_576))
                 } catch {
                     stage = nil
                     assigned = nil

@@ -11,13 +11,24 @@ public final class InProcessPipeline: Pipeline, @unchecked Sendable {
     private let queue = DispatchQueue(label: "l2pd.in-process-pipeline")
 
     /// Splits the model into stages over `layerRanges` (default: one stage with every
-    /// layer). Ranges must be contiguous and cover the model exactly once.
-    public init(checkpoint: Checkpoint, layerRanges: [Range<Int>]? = nil, threads: Int = 1) throws {
+    /// layer). Ranges must be contiguous and cover the model exactly once. `weights` says
+    /// how the stages hold their weights; every page is read now, not in the first pass.
+    public init(
+        checkpoint: Checkpoint, layerRanges: [Range<Int>]? = nil, threads: Int = 1, weights format: WeightFormat = .native
+    ) throws {
         config = checkpoint.config
         let ranges = layerRanges ?? [0..<checkpoint.config.layers]
         try LayerPlan.validate(ranges, layers: checkpoint.config.layers)
-        stages = try ranges.map { Stage(weights: try StageWeights(checkpoint: checkpoint, layers: $0), threads: threads) }
+        stages = try ranges.map {
+            let weights = try StageWeights(checkpoint: checkpoint, layers: $0, format: format)
+            weights.prefault()
+            return Stage(weights: weights, threads: threads)
+        }
+        weightBytes = stages.reduce(0) { $0 + $1.weights.byteCount }
     }
+
+    /// Bytes of weights the stages hold, in the dtype they are held in.
+    public let weightBytes: Int
 
     public func forward(_ batch: [SequenceForward], tokens: [Int]) async throws -> [Readout] {
         try await withCheckedThrowingContinuation { continuation in

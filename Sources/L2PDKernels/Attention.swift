@@ -83,7 +83,7 @@ public enum Attention {
         let scale = 1 / Float(headDimension).squareRoot()
         // Query tiles keep each score block (tile x keyRows) in cache between the two
         // products and the softmax, instead of streaming a full keyRows^2 matrix.
-        let tile = max(16, min(queryRows, (64 * 1024) / max(keyRows, 1)))
+        let tile = max(16, min(queryRows, (256 * 1024) / max(keyRows, 1)))
         for h in onlyHeads ?? 0..<heads {
             let g = h / group
             var row = 0

@@ -8,6 +8,27 @@ public enum BLAS {
         openblas_set_num_threads(Int32(max(1, count)))
     }
 
+    /// The kernel set OpenBLAS picked for this CPU (`Haswell`, `SkylakeX`, ...).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The kernel set to ask OpenBLAS for (through `OPENBLAS_CORETYPE`, read when the library
+    /// loads) when it picked a weaker one than the CPU runs: OpenBLAS 0.3.21 takes AMD Zen 4,
+    /// which has AVX-512, for a Haswell-class (AVX2) CPU, and its SkylakeX kernels are about
+    /// 1.8x faster there. `cpuFlags` are the flags of `/proc/cpuinfo`.
+    public static func betterCoreType(current: String, cpuFlags: Set<String>) -> String? {
+        let avx512 = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+        guard ["haswell", "zen"].contains(current.lowercased()), avx512.allSatisfy(cpuFlags.contains) else { return nil }
+        return "SKYLAKEX"
+    }
+
+    /// The flags line of `/proc/cpuinfo` (empty where there is none).
+    public static func cpuFlags(cpuinfo: String) -> Set<String> {
+        guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+            let colon = line.firstIndex(of: ":")
+        else { return [] }
+        return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+    }
+
     /// The number of threads OpenBLAS currently uses.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 

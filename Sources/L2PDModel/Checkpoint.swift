@@ -93,4 +93,55 @@ public final class Checkpoint: @unchecked Sendable {
         }
         try file.read(name, into: destination)
     }
+
+    /// Tensors `names` (each `[rows, columns]`, the same `columns`) stacked by rows into one
+    /// weight matrix: held in the checkpoint's dtype (memory-mapped where the layout allows)
+    /// for `.native`, converted into owned F32 storage for `.f32`. Shapes are checked
+    /// against `shapes`.
+    public func matrix(_ names: [String], shapes: [[Int]], format: WeightFormat) throws -> WeightMatrix {
+        precondition(names.count == shapes.count && !names.isEmpty)
+        let columns = shapes[0].count == 1 ? shapes[0][0] : shapes[0][1]
+        let rowCounts = shapes.map { $0.count == 1 ? 1 : $0[0] }
+        for (name, shape) in zip(names, shapes) {
+            let (file, info) = try locate(name)
+            guard info.shape == shape else {
+                throw CheckpointError.wrongShape(path: file.path, tensor: name, expected: shape, found: info.shape)
+            }
+        }
+        switch format {
+        case .f32:
+            return try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns) { floats in
+                var offset = 0
+                for (name, rows) in zip(names, rowCounts) {
+                    try locate(name).file.read(name, into: floats + offset * columns)
+                    offset += rows
+                }
+            }
+        case .native:
+            var parts: [WeightMatrix.Part] = []
+            var owners: [AnyObject] = []
+            for (name, rows) in zip(names, rowCounts) {
+                let (part, owner) = try locate(name).file.part(name, rows: rows)
+                parts.append(part)
+                owners.append(owner)
+            }
+            return WeightMatrix(parts: parts, columns: columns, owners: owners)
+        }
+    }
+
+    private func locate(_ name: String) throws -> (file: SafetensorsFile, info: TensorInfo) {
+        guard let fileName = fileOfTensor[name], let file = files[fileName], let info = file.tensors[name] else {
+            throw CheckpointError.missingTensor(path: directory.path, tensor: name)
+        }
+        return (file, info)
+    }
+}
+
+/// How a stage holds its weights in memory.
+public enum WeightFormat: String, Sendable, CaseIterable {
+    /// In the checkpoint's dtype (BF16 and F16 stay two bytes), memory-mapped where possible,
+    /// widened to F32 tile by tile just before each matrix product.
+    case native
+    /// Converted to F32 once, at load: twice the memory of a 16-bit checkpoint, no widening.
+    case f32
 }

@@ -19,6 +19,16 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var ratio: Double
     /// `forwardGFLOPS / gemmSameShapesGFLOPS`: share of the pass that is matrix products.
     public var ratioToSameShapes: Double
+    /// How the timed stage held its weights (`native` or `f32`).
+    public var weights: String
+    /// Bytes of weights the stage held.
+    public var weightBytes: Int
+    /// With native weights: median seconds per pass of the same model with F32 weights,
+    /// timed in the same run, and `f32ForwardSeconds / forwardSeconds` (above 1: native is faster).
+    public var f32ForwardSeconds: Double?
+    public var nativeToF32: Double?
+    /// Bytes of K/V cache one request of `canvasLength` positions keeps (F32, every layer).
+    public var cacheBytesPerRequest: Int
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.
@@ -48,10 +58,10 @@ public enum ForwardBenchmark {
     /// of a one-stage model with `threads` stage threads. `onStep(done, total)` follows the work:
     /// the peak product, the pass's products, then each timed forward pass.
     public static func run(
-        checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int,
+        checkpoint: Checkpoint, length: Int, reads: Int, repetitions: Int, threads: Int, weights: WeightFormat = .native,
         onStep: (Int, Int) -> Void = { _, _ in }
     ) throws -> ForwardBenchmarkResult {
-        let steps = 2 + repetitions
+        let steps = 2 + (weights == .native ? 2 : 1) * repetitions
         let config = checkpoint.config
         let passShapes = shapes(config, length: length, reads: reads)
         let flops = passShapes.reduce(0) { $0 + $1.flops }
@@ -61,25 +71,37 @@ public enum ForwardBenchmark {
         let sameShapesGFLOPS = flops / timeProducts(passShapes, repetitions: repetitions, threads: threads) / 1e9
         onStep(2, steps)
 
-        let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers), threads: threads)
-        let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
-        let request = SequenceForward(
-            sequenceID: 1, length: length, cache: .none, readPositions: Array((length - reads)..<length))
-        _ = try stage.forward([request], input: .tokens(tokens))  // warm-up: grows scratch buffers
-        var times: [Double] = []
-        for _ in 0..<repetitions {
-            let start = ContinuousClock.now
-            _ = try stage.forward([request], input: .tokens(tokens))
-            times.append(seconds(ContinuousClock.now - start))
-            onStep(2 + times.count, steps)
+        var done = 2
+        /// Median seconds of `repetitions` passes of a stage holding its weights as `format`.
+        func timePasses(_ format: WeightFormat) throws -> (seconds: Double, stage: Stage) {
+            let weights = try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers, format: format)
+            weights.prefault()
+            let stage = Stage(weights: weights, threads: threads)
+            let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
+            let request = SequenceForward(
+                sequenceID: 1, length: length, cache: .none, readPositions: Array((length - reads)..<length))
+            _ = try stage.forward([request], input: .tokens(tokens))  // warm-up: grows scratch buffers
+            var times: [Double] = []
+            for _ in 0..<repetitions {
+                let start = ContinuousClock.now
+                _ = try stage.forward([request], input: .tokens(tokens))
+                times.append(seconds(ContinuousClock.now - start))
+                done += 1
+                onStep(done, steps)
+            }
+            return (times.sorted()[times.count / 2], stage)
         }
-        let forwardSeconds = times.sorted()[times.count / 2]
+        let (forwardSeconds, stage) = try timePasses(weights)
+        let f32Seconds = weights == .native ? try timePasses(.f32).seconds : nil
         let forwardGFLOPS = flops / forwardSeconds / 1e9
         return ForwardBenchmarkResult(
             canvasLength: length, readPositions: reads, threads: threads, repetitions: repetitions,
             forwardSeconds: forwardSeconds, forwardGFLOPS: forwardGFLOPS,
             gemmSameShapesGFLOPS: sameShapesGFLOPS, gemmPeakGFLOPS: peak,
-            ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS)
+            ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS,
+            weights: weights.rawValue, weightBytes: stage.weights.byteCount,
+            f32ForwardSeconds: f32Seconds, nativeToF32: f32Seconds.map { $0 / forwardSeconds },
+            cacheBytesPerRequest: stage.cacheBytes(length: length))
     }
 
     /// Median seconds to run every product of `shapes` once, each product's rows split over

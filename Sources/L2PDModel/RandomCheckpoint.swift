@@ -1,4 +1,5 @@
 import Foundation
+import L2PDKernels
 
 /// A LLaDA-shaped checkpoint with seeded random weights, written in the Hugging Face layout
 /// (`config.json`, `model.safetensors`): what `l2pd bench forward` times when given no model.
@@ -10,6 +11,8 @@ public struct RandomCheckpointShape: Sendable, Equatable, Codable {
     public var mlpHiddenSize = 2816
     public var vocabularySize = 8192
     public var maxSequenceLength = 4096
+    /// How the weights are stored: BF16, as real LLaDA checkpoints are, or F32.
+    public var dtype = WeightDType.bf16
     public init() {}
 
     /// Parameters of the model (embedding and head included).
@@ -69,6 +72,6 @@ public enum RandomCheckpoint {
             T(name: "model.transformer.ln_f.weight", shape: [d], values: Array(repeating: 1, count: d)),
             T(name: "model.transformer.ff_out.weight", shape: [s.vocabularySize, d], values: noise(s.vocabularySize * d)),
         ]
-        try SafetensorsWriter.write(tensors, to: directory.appendingPathComponent("model.safetensors"))
+        try SafetensorsWriter.write(tensors, dtype: s.dtype, to: directory.appendingPathComponent("model.safetensors"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDKernels
 
 #if canImport(Glibc)
     import Glibc
@@ -129,6 +130,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         switch info.dtype {
         case "F32":
             UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count * 4)
+        case "BF16" where Int(bitPattern: source) % 2 == 0:
+            DTypeConversion.bf16ToFloat(source.assumingMemoryBound(to: UInt16.self), destination, count: count)
         case "BF16":
             for i in 0..<count {
                 let bits = UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
@@ -146,5 +149,33 @@ public final class SafetensorsFile: @unchecked Sendable {
         default:
             throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: info.dtype)
         }
+    }
+
+    /// Tensor `name` as a weight part held in its own dtype: pointing into the mapping when
+    /// the dtype is F32, BF16 or F16 and the data is aligned for it, otherwise copied (or, for
+    /// F64, converted to F32) into storage returned as the part's owner.
+    public func part(_ name: String, rows: Int) throws -> (part: WeightMatrix.Part, owner: AnyObject) {
+        guard let info = tensors[name] else {
+            throw CheckpointError.missingTensor(path: path, tensor: name)
+        }
+        let source = base + info.offset
+        let dtype: WeightDType
+        switch info.dtype {
+        case "F32": dtype = .f32
+        case "BF16": dtype = .bf16
+        case "F16": dtype = .f16
+        case "F64":
+            let storage = WeightStorage(byteCount: info.elementCount * 4)
+            try read(name, into: storage.bytes.bindMemory(to: Float.self, capacity: info.elementCount))
+            return (WeightMatrix.Part(base: storage.bytes, rows: rows, dtype: .f32), storage)
+        default:
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: info.dtype)
+        }
+        if Int(bitPattern: source) % dtype.size == 0 {
+            return (WeightMatrix.Part(base: source, rows: rows, dtype: dtype), self)
+        }
+        let storage = WeightStorage(byteCount: info.byteCount)
+        storage.bytes.copyMemory(from: source, byteCount: info.byteCount)
+        return (WeightMatrix.Part(base: storage.bytes, rows: rows, dtype: dtype), storage)
     }
 }

@@ -45,17 +45,21 @@ public final class Stage {
     /// One attention score buffer per worker thread.
     private let scores: [FloatBuffer]
     private var positions: [Int] = []
-    /// Threads this stage splits rows and heads over.
+    /// Threads this stage splits rows, heads and weight products over.
     public let threads: Int
+    /// Matrix products against the weights, split over `threads` by output column.
+    private let products: WeightProduct
 
-    /// `threads > 1` parallelizes over row chunks and attention heads. BLAS calls are always
-    /// single-threaded (OpenBLAS is set to one thread, process-wide): small products gain more
-    /// from our own split than from BLAS's threading, norms, rotary and softmax run in parallel
-    /// too, and OpenBLAS's threaded path can deadlock when several stages in one process call
-    /// it at the same time.
+    /// `threads > 1` parallelizes weight products over output columns, norms and rotary over
+    /// row chunks, and attention over heads. BLAS calls are always single-threaded (OpenBLAS
+    /// is set to one thread, process-wide): our own split lets 16-bit weights be widened by
+    /// the thread that uses them, norms, rotary and softmax run in parallel too, and
+    /// OpenBLAS's threaded path can deadlock when several stages in one process call it at the
+    /// same time.
     public init(weights: StageWeights, threads: Int = 1) {
         self.weights = weights
         self.threads = max(1, threads)
+        products = WeightProduct(threads: threads)
         scores = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
         BLAS.setThreads(1)
         rotary = RotaryTable(
@@ -73,6 +77,17 @@ public final class Stage {
             evicted.append(victim)
             if evicted.count > 4096 { evicted.removeFirst(evicted.count - 4096) }
         }
+    }
+
+    /// Bytes of K/V cache one sequence of `length` positions keeps on this stage (F32 keys and
+    /// values for each of its layers).
+    public func cacheBytes(length: Int) -> Int {
+        2 * weights.blocks.count * length * config.kvDimension * MemoryLayout<Float>.size
+    }
+
+    /// Bytes of scratch held for passes (activations, scores, weight conversion tiles).
+    public var scratchBytes: Int {
+        ([x, normed, qkv, attention, gateUp, logits] + scores).reduce(0) { $0 + $1.capacity * 4 } + products.scratchBytes
     }
 
     /// Number of sequences with a kept K/V cache on this stage.
@@ -118,7 +133,7 @@ public final class Stage {
                 guard t >= 0 && t < c.embeddingSize else {
                     throw StageError.tokenOutOfRange(token: t, embeddingSize: c.embeddingSize)
                 }
-                (x.pointer + r * d).update(from: embedding.pointer + t * d, count: d)
+                embedding.convert(rows: t..<(t + 1), into: x.pointer + r * d)
             }
         case .hidden(let hidden):
             guard weights.embedding == nil else { throw StageError.inputKind(expected: "token ids") }
@@ -134,7 +149,7 @@ public final class Stage {
                 existing.storedLength = s.length
             } else {
                 caches[s.sequenceID] = nil
-                let bytes = 2 * weights.blocks.count * s.length * kvd * MemoryLayout<Float>.size
+                let bytes = cacheBytes(length: s.length)
                 makeRoom(bytes: bytes, keeping: inBatch)
                 let cache = SequenceCache(layers: weights.blocks.count, capacity: s.length, kvDimension: kvd)
                 cache.storedLength = s.length
@@ -198,19 +213,21 @@ public final class Stage {
         let kvd = c.kvDimension
         let width = d + 2 * kvd
         let hidden = c.mlpHiddenSize
-        let chunks = Parallel.chunks(rows, parts: threads)
+        // Element-wise passes over few rows run on the calling thread: waking another costs more.
+        let chunks = Parallel.chunks(rows, parts: rows * hidden < 1 << 17 ? 1 : threads)
         let (x, normed, qkv, attention, gateUp) = (x.pointer, normed.pointer, qkv.pointer, attention.pointer, gateUp.pointer)
 
+        Parallel.run(chunks.count) { i in
+            let r = chunks[i]
+            VectorMath.rmsNorm(
+                x + r.lowerBound * d, weight: w.attnNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon,
+                out: normed + r.lowerBound * d)
+        }
+        products.multiply(normed, lda: d, m: rows, weight: w.qkv, c: qkv, ldc: width)
         positions.withUnsafeBufferPointer { p in
             let positions = p.baseAddress!
             Parallel.run(chunks.count) { i in
                 let r = chunks[i]
-                VectorMath.rmsNorm(
-                    x + r.lowerBound * d, weight: w.attnNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon,
-                    out: normed + r.lowerBound * d)
-                BLAS.gemm(
-                    transposeB: true, m: r.count, n: width, k: d, a: normed + r.lowerBound * d, lda: d, b: w.qkv.pointer, ldb: d,
-                    c: qkv + r.lowerBound * width, ldc: width)
                 rotary.apply(
                     qkv + r.lowerBound * width, rows: r.count, rowStride: width, heads: c.heads, positions: positions + r.lowerBound)
                 rotary.apply(
@@ -255,26 +272,21 @@ public final class Stage {
             }
         }
 
+        // Residual adds ride on the matrix products (beta = 1).
+        products.multiply(attention, lda: d, m: rows, weight: w.attnOut, beta: 1, c: x, ldc: d)
         Parallel.run(chunks.count) { i in
             let r = chunks[i]
-            let rx = x + r.lowerBound * d
-            // Residual adds ride on the matrix products (beta = 1).
-            BLAS.gemm(
-                transposeB: true, m: r.count, n: d, k: d, a: attention + r.lowerBound * d, lda: d, b: w.attnOut.pointer, ldb: d, beta: 1,
-                c: rx, ldc: d)
             VectorMath.rmsNorm(
-                rx, weight: w.ffNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon, out: normed + r.lowerBound * d)
-            let rg = gateUp + r.lowerBound * 2 * hidden
-            BLAS.gemm(
-                transposeB: true, m: r.count, n: 2 * hidden, k: d, a: normed + r.lowerBound * d, lda: d, b: w.gateUp.pointer, ldb: d, c: rg,
-                ldc: 2 * hidden)
-            for j in 0..<r.count {
-                VectorMath.siluGate(rg + j * 2 * hidden, up: rg + j * 2 * hidden + hidden, count: hidden)
-            }
-            BLAS.gemm(
-                transposeB: true, m: r.count, n: d, k: hidden, a: rg, lda: 2 * hidden, b: w.ffOut.pointer, ldb: hidden, beta: 1, c: rx,
-                ldc: d)
+                x + r.lowerBound * d, weight: w.ffNorm.pointer, rows: r.count, dimension: d, epsilon: c.rmsNormEpsilon,
+                out: normed + r.lowerBound * d)
         }
+        products.multiply(normed, lda: d, m: rows, weight: w.gateUp, c: gateUp, ldc: 2 * hidden)
+        Parallel.run(chunks.count) { i in
+            for j in chunks[i] {
+                VectorMath.siluGate(gateUp + j * 2 * hidden, up: gateUp + j * 2 * hidden + hidden, count: hidden)
+            }
+        }
+        products.multiply(gateUp, lda: 2 * hidden, m: rows, weight: w.ffOut, beta: 1, c: x, ldc: d)
     }
 
     /// Final norm and LM head on the read positions only: fills `logits` with
@@ -298,9 +310,7 @@ public final class Stage {
             }
             rowStart += s.computed.count
         }
-        BLAS.gemm(
-            transposeB: true, m: total, n: c.embeddingSize, k: d, a: normed.pointer, lda: d, b: weights.head!.pointer, ldb: d,
-            c: logits.pointer, ldc: c.embeddingSize)
+        products.multiply(normed.pointer, lda: d, m: total, weight: weights.head!, c: logits.pointer, ldc: c.embeddingSize)
         return total
     }
 

@@ -15,6 +15,10 @@ struct BenchForwardCommand: Command {
         .option("reads", "N", "Positions read out per pass.", default: "32"),
         .option("repetitions", "N", "Timed passes; the median is reported.", default: "10"),
         .option("threads", "N", "BLAS threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
+        .option(
+            "weights", "native|f32",
+            "How the timed stage holds its weights; native also times f32 in the same run. The random model is written in bf16.",
+            default: "native"),
         .flag("json", "Print one JSON object instead of a table."),
     ]
 
@@ -50,9 +54,10 @@ struct BenchForwardCommand: Command {
         }
         let reads = min(try options.positiveInt("reads")!, length)
         let repetitions = try options.positiveInt("repetitions")!
-        let progress = Progress("bench forward", total: 2 + repetitions)
+        let weights = try ModelLocator.weightFormat(options)
+        let progress = Progress("bench forward", total: 2 + (weights == .native ? 2 : 1) * repetitions)
         let result = try ForwardBenchmark.run(
-            checkpoint: checkpoint, length: length, reads: reads, repetitions: repetitions, threads: threads
+            checkpoint: checkpoint, length: length, reads: reads, repetitions: repetitions, threads: threads, weights: weights
         ) { done, _ in progress.update(done) }
         if options.has("json") {
             let encoder = JSONEncoder()
@@ -64,6 +69,13 @@ struct BenchForwardCommand: Command {
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))
             print(String(format: "2048^3 product (peak)              %7.1f GFLOP/s", result.gemmPeakGFLOPS))
             print(String(format: "ratio forward/peak %.2f   forward/same-shapes %.2f", result.ratio, result.ratioToSameShapes))
+            print(
+                String(
+                    format: "weights %@: %.1f MiB held; K/V cache %.1f MiB per request of %d positions", result.weights,
+                    Double(result.weightBytes) / 1_048_576, Double(result.cacheBytesPerRequest) / 1_048_576, result.canvasLength))
+            if let f32 = result.f32ForwardSeconds, let ratio = result.nativeToF32 {
+                print(String(format: "same model, f32 weights %8.2f ms   native/f32 speed %.2f", f32 * 1e3, ratio))
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ struct WorkerCommand: Command {
         .option("listen", "URL", "Address to listen on (tcp://HOST:PORT, ipc://PATH).", default: "tcp://127.0.0.1:7701"),
         .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
         .option("threads", "N", "Compute threads of this worker.", default: "1"),
+        ModelLocator.weightsSpec,
         .flag("quiet", "Log nothing but errors."),
         .option("max-cached-sequences", "N", "K/V caches kept at most; the least recently used beyond is dropped.", default: "64"),
         .option("max-cache-mib", "N", "K/V cache memory at most, in MiB.", default: "4096"),
@@ -32,7 +33,7 @@ struct WorkerCommand: Command {
             ?? ClusterSecret.fromEnvironment
         let node = try WorkerNode(
             listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!,
-            cacheLimits: cacheLimits, clusterSecret: secret
+            cacheLimits: cacheLimits, clusterSecret: secret, weights: try ModelLocator.weightFormat(o)
         ) { line in if !quiet { printError("worker \(url): \(line)") } }
         StopSignals.install("worker \(url)", quiet: quiet)
         if !quiet { printError("worker \(url): listening\(secret == nil ? "" : " (cluster secret required)")") }

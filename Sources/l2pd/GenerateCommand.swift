@@ -14,6 +14,7 @@ enum DecodingOptions {
             .option(
                 "filter", "FILE", "Learn2PD filter (safetensors) for --policy learn2pd.", default: ModelLocator.defaultFilterDescription),
             .option("threads", "N", "Compute threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
+            ModelLocator.weightsSpec,
         ]
 
     /// Policy settings from the flags, validated (eval grids build policies from these).
@@ -42,7 +43,8 @@ enum DecodingOptions {
 
     static func generator(_ o: ParsedOptions) throws -> TextGenerator {
         let bundle = try ModelBundle(directory: try ModelLocator.directory(o.string("model")))
-        let pipeline = try InProcessPipeline(checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!)
+        let pipeline = try InProcessPipeline(
+            checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!, weights: try ModelLocator.weightFormat(o))
         return TextGenerator(tokenizer: bundle.tokenizer, pipeline: pipeline)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import L2PDCommandLine
 import L2PDDefaultModel
 import L2PDFilter
+import L2PDModel
 
 /// Resolves `--model` and `--filter`: paths given by the user, or what the package ships.
 enum ModelLocator {
@@ -16,6 +17,20 @@ enum ModelLocator {
             throw UsageError("the embedded default model is missing from this build; pass --model DIR")
         }
         return url
+    }
+
+    /// `--weights`: how a stage holds its weights in memory.
+    static let weightsSpec = OptionSpec.option(
+        "weights", "native|f32",
+        "How weights are held: native keeps the checkpoint's dtype (bf16 stays 2 bytes, memory-mapped), f32 converts at load.",
+        default: "native")
+
+    static func weightFormat(_ o: ParsedOptions) throws -> WeightFormat {
+        let text = o.string("weights") ?? "native"
+        guard let format = WeightFormat(rawValue: text) else {
+            throw UsageError("unknown --weights '\(text.prefix(32))' (known: native, f32)")
+        }
+        return format
     }
 
     /// The filter to use, or nil when none was given and none ships (learn2pd then refuses).

@@ -15,13 +15,15 @@ struct ServeCommand: Command {
         [
             .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
             .option("threads", "N", "Compute threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
+            ModelLocator.weightsSpec,
             .option("listen", "URL", "Also answer JSON requests over nng here (as a coordinator does); none: off.", default: "none"),
         ] + ServingOptions.specs
 
     static func run(_ o: ParsedOptions) async throws {
         let directory = try ModelLocator.directory(o.string("model"))
         let bundle = try ModelBundle(directory: directory)
-        let pipeline = try InProcessPipeline(checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!)
+        let pipeline = try InProcessPipeline(
+            checkpoint: bundle.checkpoint, threads: try o.positiveInt("threads")!, weights: try ModelLocator.weightFormat(o))
         let coordinator = Coordinator(
             pipeline: pipeline, tokenizer: bundle.tokenizer, filter: try ModelLocator.filter(o.string("filter")),
             limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o),

@@ -4,6 +4,7 @@ import L2PDCommandLine
 import L2PDDecoding
 import L2PDEngine
 import L2PDFilter
+import L2PDKernels
 import L2PDModel
 import L2PDTokenizer
 import L2PDTransport
@@ -11,11 +12,23 @@ import L2PDTransport
 // OpenBLAS starts its own thread pool when the library loads. Every BLAS call here is
 // single-threaded (stages parallelize themselves), and an idle pool of OpenBLAS threads makes
 // each call wait on them: so the pool must never start. The variable has to be set before the
-// library loads, hence one re-exec of this same program with it set.
+// library loads, hence one re-exec of this same program with it set. The same re-exec asks
+// for OpenBLAS's AVX-512 kernels where it picked AVX2 ones on a CPU that has AVX-512.
+var blasEnvironmentChanged = false
 if getenv("OPENBLAS_NUM_THREADS") == nil {
     setenv("OPENBLAS_NUM_THREADS", "1", 1)
+    blasEnvironmentChanged = true
+}
+if getenv("OPENBLAS_CORETYPE") == nil,
+    let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+    let core = BLAS.betterCoreType(current: BLAS.coreName, cpuFlags: BLAS.cpuFlags(cpuinfo: cpuinfo))
+{
+    setenv("OPENBLAS_CORETYPE", core, 1)
+    blasEnvironmentChanged = true
+}
+if blasEnvironmentChanged {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
-    // execv only returns on failure: carry on with the pool (slower, still correct).
+    // execv only returns on failure: carry on as loaded (slower, still correct).
 }
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.

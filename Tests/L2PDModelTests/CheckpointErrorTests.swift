@@ -157,6 +157,19 @@ func unsupportedConfigValueNamesTheKey(key: String, value: ConfigValue) throws {
     #expect(message.contains("model-00002-of-00002.safetensors: file not found"))
 }
 
+@Test func shardIndexPointingAtMissingTensorIsNamed() throws {
+    let scratch = try ScratchCheckpoint(copying: "tiny-llada-sharded")
+    let indexURL = scratch.url.appendingPathComponent("model.safetensors.index.json")
+    var index = try JSONSerialization.jsonObject(with: Data(contentsOf: indexURL)) as! [String: Any]
+    var map = index["weight_map"] as! [String: String]
+    let shard = map["model.transformer.blocks.0.q_proj.weight"]!
+    map["model.transformer.blocks.0.extra.weight"] = shard
+    index["weight_map"] = map
+    try JSONSerialization.data(withJSONObject: index).write(to: indexURL)
+    let message = checkpointErrorMessage { try scratch.loadWholeModel() }
+    #expect(message == scratch.url.appendingPathComponent(shard).path + ": tensor 'model.transformer.blocks.0.extra.weight' not found")
+}
+
 @Test func stageRejectsBadRequestsWithoutCrashing() throws {
     let stage = try Fixtures.wholeModel("tiny-llada")
     #expect(throws: StageError.tokenOutOfRange(token: 5000, embeddingSize: 320)) {
@@ -187,8 +200,11 @@ func unsupportedConfigValueNamesTheKey(key: String, value: ConfigValue) throws {
     let checkpoint = try Checkpoint(directory: url)
     #expect(checkpoint.config.dModel == 64 && checkpoint.config.layers == 2 && checkpoint.config.kvHeads == 2)
     let weightsBytes = try FileManager.default.attributesOfItem(atPath: url.appendingPathComponent("model.safetensors").path)[.size] as! Int
-    #expect(weightsBytes > 4 * shape.parameterCount && weightsBytes < 4 * shape.parameterCount + 16_384)
+    // BF16 by default: two bytes a parameter, plus the header.
+    #expect(weightsBytes > 2 * shape.parameterCount && weightsBytes < 2 * shape.parameterCount + 16_384)
     let stage = Stage(weights: try StageWeights(checkpoint: checkpoint, layers: 0..<2), threads: 1)
+    #expect(stage.weights.parameterCount == shape.parameterCount)
+    #expect(stage.weights.byteCount > 2 * shape.parameterCount && stage.weights.byteCount < 2 * shape.parameterCount + 4 * 64 * 5)
     let readouts = try stage.forward([SequenceForward(sequenceID: 1, length: 5, readPositions: [0, 4])], input: .tokens([1, 2, 3, 4, 5]))
     guard case .readouts(let r) = readouts else {
         Issue.record("the last stage should answer with readouts")

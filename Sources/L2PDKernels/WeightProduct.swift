@@ -1,0 +1,83 @@
+/// `x W^T` for a `WeightMatrix`, whatever dtype it is held in. The weight's rows (the
+/// product's output columns) are split over the threads, so each thread reads a disjoint part
+/// of the weights and every product sees all `m` input rows: the split keeps BLAS calls large
+/// for long canvases and halves the weight traffic per thread for short cached steps. F32
+/// parts go to sgemm in place; 16-bit parts are widened tile by tile into the thread's
+/// reused scratch buffer just before their sgemm.
+public final class WeightProduct {
+    /// Threads the products are split over.
+    public let threads: Int
+    /// One conversion tile per thread.
+    private let tiles: [FloatBuffer]
+
+    /// Floats in one conversion tile: large enough that sgemm repacks the input rarely (once
+    /// per tile), small enough to stay in the last-level cache between widening and use.
+    public static let tileFloats = 4 << 20
+
+    /// Multiply-adds below which a product runs on the calling thread alone.
+    public static let minimumSplitWork = 1 << 22
+
+    public init(threads: Int) {
+        self.threads = max(1, threads)
+        tiles = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
+    }
+
+    /// Rows of a tile for an inner dimension of `columns`: a multiple of 16, at least 16.
+    public static func tileRows(columns: Int) -> Int {
+        max(16, (tileFloats / max(columns, 1)) / 16 * 16)
+    }
+
+    /// Bytes of conversion scratch this product holds now.
+    public var scratchBytes: Int { tiles.reduce(0) { $0 + $1.capacity * 4 } }
+
+    /// `c[m, w.rows] = a[m, w.columns] * w^T + beta * c` (row strides `lda`, `ldc`).
+    public func multiply(
+        _ a: UnsafePointer<Float>, lda: Int, m: Int, weight w: WeightMatrix, beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        guard m > 0, w.rows > 0 else { return }
+        // A small product costs less than waking a second thread.
+        let parts = m * w.rows * w.columns < WeightProduct.minimumSplitWork ? 1 : threads
+        // Split on 16-row boundaries so every thread's share keeps BLAS's column blocking.
+        let unit = 16
+        let blocks = (w.rows + unit - 1) / unit
+        let shares = Parallel.chunks(blocks, parts: parts).map {
+            ($0.lowerBound * unit)..<min(w.rows, $0.upperBound * unit)
+        }
+        Parallel.run(shares.count) { t in
+            run(a, lda: lda, m: m, weight: w, rows: shares[t], beta: beta, c: c, ldc: ldc, tile: tiles[t])
+        }
+    }
+
+    /// One thread's share: output columns `rows` (rows of `w`).
+    private func run(
+        _ a: UnsafePointer<Float>, lda: Int, m: Int, weight w: WeightMatrix, rows share: Range<Int>, beta: Float,
+        c: UnsafeMutablePointer<Float>, ldc: Int, tile: FloatBuffer
+    ) {
+        let k = w.columns
+        var start = 0
+        for part in w.parts {
+            let lower = max(share.lowerBound, start)
+            let upper = min(share.upperBound, start + part.rows)
+            defer { start += part.rows }
+            guard lower < upper else { continue }
+            if part.dtype == .f32 {
+                let b = part.base.assumingMemoryBound(to: Float.self) + (lower - start) * k
+                BLAS.gemm(
+                    transposeB: true, m: m, n: upper - lower, k: k, a: a, lda: lda, b: b, ldb: k, beta: beta, c: c + lower, ldc: ldc)
+                continue
+            }
+            let step = WeightProduct.tileRows(columns: k)
+            tile.reserve(min(step, upper - lower) * k)
+            var row = lower
+            while row < upper {
+                let count = min(step, upper - row)
+                w.convert(rows: row..<(row + count), into: tile.pointer)
+                BLAS.gemm(
+                    transposeB: true, m: m, n: count, k: k, a: a, lda: lda, b: tile.pointer, ldb: k, beta: beta, c: c + row,
+                    ldc: ldc)
+                row += count
+            }
+        }
+    }
+}
