@@ -180,9 +180,9 @@ public final class WorkerNode: @unchecked Sendable {
                     let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
                     log(
                         String(
-                            format: "assigned layers %d..<%d: loaded in %.2f s, %.3f GiB of weights (%@), K/V cache %.1f MiB per 1000 positions",
+                            format: "assigned layers %d..<%d: loaded in %.2f s, %.3f GiB of weights (%@ %@), K/V cache %.1f MiB per 1000 positions",
                             assignment.layers.lowerBound, assignment.layers.upperBound, seconds, Double(weights.byteCount) / 1_073_741_824,
-                            weightFormat.rawValue, Double(loaded.cacheBytes(length: 1000)) / 1_048_576))
+                            weightFormat.rawValue, weights.dtypeDescription, Double(loaded.cacheBytes(length: 1000)) / 1_048_576))
                 } catch {
                     stage = nil
                     assigned = nil

@@ -93,7 +93,12 @@ public final class StageWeights: @unchecked Sendable {
         matrices.reduce(0) { $0 + $1.byteCount } + blocks.reduce(0) { $0 + $1.normBytes } + (finalNorm?.capacity ?? 0) * 4
     }
 
-    /// Reads every page of the stage's weights, so a memory-mapped checkpoint is paged in at
+    /// The dtypes the matrices are held in, e.g. `bf16` or `bf16+f32`.
+    public var dtypeDescription: String {
+        Set(matrices.flatMap { $0.parts.map(\.dtype.rawValue) }).sorted().joined(separator: "+")
+    }
+
+        /// Reads every page of the stage's weights, so a memory-mapped checkpoint is paged in at
     /// load time instead of during the first forward pass.
     public func prefault() {
         var sum: UInt8 = 0
