@@ -84,23 +84,33 @@ public enum Attention {
         // Query tiles keep each score block (tile x keyRows) in cache between the two
         // products and the softmax, instead of streaming a full keyRows^2 matrix.
         let tile = max(16, min(queryRows, (256 * 1024) / max(keyRows, 1)))
-        for h in onlyHeads ?? 0..<heads {
-            let g = h / group
-            var row = 0
-            while row < queryRows {
-                let rows = min(tile, queryRows - row)
-                BLAS.gemm(
-                    transposeB: true, m: rows, n: keyRows, k: headDimension, alpha: scale,
-                    a: queries + row * queryStride + h * headDimension, lda: queryStride,
-                    b: keys + g * headDimension, ldb: kvStride,
-                    c: scores, ldc: keyRows)
-                VectorMath.softmaxRows(scores, rows: rows, columns: keyRows, stride: keyRows)
-                BLAS.gemm(
-                    transposeB: false, m: rows, n: headDimension, k: keyRows,
-                    a: scores, lda: keyRows,
-                    b: values + g * headDimension, ldb: kvStride,
-                    c: output + row * outputStride + h * headDimension, ldc: outputStride)
-                row += rows
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: tile) { inverseSums in
+            for h in onlyHeads ?? 0..<heads {
+                let g = h / group
+                var row = 0
+                while row < queryRows {
+                    let rows = min(tile, queryRows - row)
+                    BLAS.gemm(
+                        transposeB: true, m: rows, n: keyRows, k: headDimension, alpha: scale,
+                        a: queries + row * queryStride + h * headDimension, lda: queryStride,
+                        b: keys + g * headDimension, ldb: kvStride,
+                        c: scores, ldc: keyRows)
+                    // Softmax without its division: the 1/sum of each row scales the row's
+                    // headDimension outputs after the product instead of its keyRows weights.
+                    for r in 0..<rows {
+                        let scoreRow = scores + r * keyRows
+                        let top = VectorMath.max(scoreRow, count: keyRows)
+                        inverseSums[r] = 1 / VectorMath.expShifted(scoreRow, count: keyRows, shift: top)
+                    }
+                    let out = output + row * outputStride + h * headDimension
+                    BLAS.gemm(
+                        transposeB: false, m: rows, n: headDimension, k: keyRows,
+                        a: scores, lda: keyRows,
+                        b: values + g * headDimension, ldb: kvStride,
+                        c: out, ldc: outputStride)
+                    for r in 0..<rows { VectorMath.scale(out + r * outputStride, count: headDimension, by: inverseSums[r]) }
+                    row += rows
+                }
             }
         }
     }
