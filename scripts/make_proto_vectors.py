@@ -288,13 +288,20 @@ def main():
         "release the K/V caches of sequences 7, 2^63+5 and 0.")
 
     # ping / pong
-    for kind in ["ping", "pong"]:
-        f = Frame(kind, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF)
-        f.put("Q", 0x1122334455667788)
-        add(kind, f.finish(),
-            {"request_id": hex64(0xFFFFFFFFFFFFFFFF), "step": 0xFFFFFFFF, "kind": kind,
-             "nonce": hex64(0x1122334455667788)},
-            f"{kind} with nonce 0x1122334455667788, request id 2^64-1 and step 2^32-1 (largest values).")
+    f = Frame("ping", 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF)
+    f.put("Q", 0x1122334455667788)
+    add("ping", f.finish(),
+        {"request_id": hex64(0xFFFFFFFFFFFFFFFF), "step": 0xFFFFFFFF, "kind": "ping",
+         "nonce": hex64(0x1122334455667788)},
+        "ping with nonce 0x1122334455667788, request id 2^64-1 and step 2^32-1 (largest values).")
+    weight_bytes, cache_bytes = 8_015_314_944, 2**64 - 1
+    f = Frame("pong", 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF)
+    f.put("QQQ", 0x1122334455667788, weight_bytes, cache_bytes)
+    add("pong", f.finish(),
+        {"request_id": hex64(0xFFFFFFFFFFFFFFFF), "step": 0xFFFFFFFF, "kind": "pong",
+         "nonce": hex64(0x1122334455667788), "weight_bytes": hex64(weight_bytes), "cache_bytes": hex64(cache_bytes)},
+        "pong with nonce 0x1122334455667788, 8015314944 bytes of weights and 2^64-1 bytes of K/V "
+        "cache held, request id 2^64-1 and step 2^32-1 (largest values).")
 
     # error
     message = "sequence 7: no K/V cache to reuse (refresh it first)"

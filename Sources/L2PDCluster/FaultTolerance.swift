@@ -46,4 +46,8 @@ public struct WorkerStatus: Sendable, Equatable {
     public var url: String
     public var layers: Range<Int>
     public var state: State
+    /// Bytes of weights and of kept K/V caches the worker reported in its last heartbeat
+    /// answer (nil: none yet).
+    public var weightBytes: UInt64? = nil
+    public var cacheBytes: UInt64? = nil
 }

@@ -253,6 +253,16 @@ public struct HTTPAPI: Sendable {
             WorkerStatus.State.allCases.map { state in
                 ("{state=\"\(state.rawValue)\"}", Double(statuses.filter { $0.state == state }.count))
             })
+        let reporting = statuses.filter { $0.weightBytes != nil }
+        if !reporting.isEmpty {
+            func label(_ s: WorkerStatus) -> String { "{worker=\"\(s.url)\",layers=\"\(s.layers.lowerBound)..<\(s.layers.upperBound)\"}" }
+            metric(
+                "worker_weight_bytes", "gauge", "Bytes of weights each worker holds, in the dtype it holds them (last heartbeat).",
+                reporting.map { (label($0), Double($0.weightBytes ?? 0)) })
+            metric(
+                "worker_cache_bytes", "gauge", "Bytes of K/V caches each worker keeps (last heartbeat).",
+                reporting.map { (label($0), Double($0.cacheBytes ?? 0)) })
+        }
         metric(
             "workers_lost_total", "counter", "Workers that disconnected or went silent while serving.", [("", Double(faults.lostWorkers))])
         metric("passes_retried_total", "counter", "Forward passes run again after a worker was lost.", [("", Double(faults.retriedPasses))])

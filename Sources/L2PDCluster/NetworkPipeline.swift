@@ -49,6 +49,8 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         /// Sequences whose caches it holds.
         var routed = 0
         var pinging = false
+        /// Bytes of weights and of K/V caches it reported in its last pong (nil: none yet).
+        var held: (weights: UInt64, cache: UInt64)?
     }
 
     private struct SequenceState {
@@ -145,9 +147,11 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
 
     public var workerStatuses: [WorkerStatus] {
         let connected = links.map(\.transport.isConnected)
-        let down = lock.withLock { state.map(\.down) }
+        let (down, held) = lock.withLock { (state.map(\.down), state.map(\.held)) }
         return workers.indices.map {
-            WorkerStatus(url: workers[$0].url, layers: workers[$0].layers, state: !connected[$0] ? .disconnected : down[$0] ? .down : .up)
+            WorkerStatus(
+                url: workers[$0].url, layers: workers[$0].layers, state: !connected[$0] ? .disconnected : down[$0] ? .down : .up,
+                weightBytes: held[$0]?.weights, cacheBytes: held[$0]?.cache)
         }
     }
 
@@ -484,7 +488,12 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
                 let answered: Bool
                 do {
                     let reply = try await exchange(j, .ping(nonce: nonce), step: 0, sendTimeout: limit, replyTimeout: limit)
-                    answered = reply == .pong(nonce: nonce)
+                    if case .pong(nonce, let weights, let cache) = reply {
+                        answered = true
+                        lock.withLock { state[j].held = (weights, cache) }
+                    } else {
+                        answered = false
+                    }
                 } catch let error as ClusterError where error.errorClass == .timeout {
                     answered = false
                 } catch {

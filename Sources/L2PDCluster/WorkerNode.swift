@@ -13,7 +13,7 @@ import L2PDTransport
 /// gets an `error` frame back and never stops the loop.
 public final class WorkerNode: @unchecked Sendable {
     // @unchecked: the handshake and stage state is touched only on `queue`, one frame at a
-    // time; `authenticatedConnection` is guarded by `lock`.
+    // time; `authenticatedConnection` and `held` are guarded by `lock`.
     public let transport: any FrameTransport
     public let name: String
     private let checkpoint: Checkpoint
@@ -28,6 +28,9 @@ public final class WorkerNode: @unchecked Sendable {
     private var nonce: UInt64 = 0
     /// The connection whose coordinator completed the handshake (-1: none yet).
     private var authenticatedConnection = -1
+    /// Bytes of weights and of K/V caches the stage held after the last queued frame, for
+    /// pongs answered off the queue.
+    private var held: (weights: UInt64, cache: UInt64) = (0, 0)
     private let lock = NSLock()
     private let queue = DispatchQueue(label: "l2pd.worker.frames", qos: .userInitiated)
     private let log: @Sendable (String) -> Void
@@ -86,7 +89,11 @@ public final class WorkerNode: @unchecked Sendable {
                     if let reply = handle(bytes) { send(reply) }
                 } else {
                     queue.async { [self] in
-                        if let reply = handle(bytes) { send(reply) }
+                        let reply = handle(bytes)
+                        let stage = stage
+                        let sizes = (UInt64(stage?.weights.byteCount ?? 0), UInt64(stage?.cacheByteCount ?? 0))
+                        lock.withLock { held = sizes }
+                        if let reply { send(reply) }
                     }
                 }
                 receiveNext(finished: finished)
@@ -180,7 +187,8 @@ public final class WorkerNode: @unchecked Sendable {
                     let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
                     log(
                         String(
-                            format: "assigned layers %d..<%d: loaded in %.2f s, %.3f GiB of weights (%@ %@), K/V cache %.1f MiB per 1000 positions",
+                            format:
+                                "assigned layers %d..<%d: loaded in %.2f s, %.3f GiB of weights (%@ %@), K/V cache %.1f MiB per 1000 positions",
                             assignment.layers.lowerBound, assignment.layers.upperBound, seconds, Double(weights.byteCount) / 1_073_741_824,
                             weightFormat.rawValue, weights.dtypeDescription, Double(loaded.cacheBytes(length: 1000)) / 1_048_576))
                 } catch {
@@ -212,7 +220,8 @@ public final class WorkerNode: @unchecked Sendable {
             for id in ids { stage?.release(id) }
             return reply(.releaseCache(ids))
         case .ping(let nonce):
-            return reply(.pong(nonce: nonce))
+            let sizes = lock.withLock { held }
+            return reply(.pong(nonce: nonce, weightBytes: sizes.weights, cacheBytes: sizes.cache))
         case .hiddenStates, .readout, .pong:
             return reply(.error(ErrorReport(.invalidValue, text: "a worker does not accept \(frame.message.kind) frames")))
         case .error(let report):

@@ -53,7 +53,9 @@ extension Frame {
             }
             message = .releaseCache(ids)
         case .ping: message = .ping(nonce: try r.u64("ping nonce"))
-        case .pong: message = .pong(nonce: try r.u64("pong nonce"))
+        case .pong:
+            message = .pong(
+                nonce: try r.u64("pong nonce"), weightBytes: try r.u64("pong weight bytes"), cacheBytes: try r.u64("pong cache bytes"))
         case .error:
             let code = try r.u16("error code")
             guard code != 0 else { throw ProtocolError(.invalidValue, "error code 0") }

@@ -96,8 +96,12 @@ extension Frame {
             w.u32(ids.count)
             w.u32(0)
             for id in ids { w.u64(id) }
-        case .ping(let nonce), .pong(let nonce):
+        case .ping(let nonce):
             w.u64(nonce)
+        case .pong(let nonce, let weightBytes, let cacheBytes):
+            w.u64(nonce)
+            w.u64(weightBytes)
+            w.u64(cacheBytes)
         case .error(let e):
             w.u16(e.code)
             w.u16(0)

@@ -165,7 +165,9 @@ public enum Message: Sendable, Equatable {
     case readout(ReadoutReply)
     case releaseCache([UInt64])
     case ping(nonce: UInt64)
-    case pong(nonce: UInt64)
+    /// A worker's answer to a ping: the ping's nonce and what it holds now (0 when nothing is
+    /// assigned): bytes of weights in their held dtype, bytes of kept K/V caches.
+    case pong(nonce: UInt64, weightBytes: UInt64 = 0, cacheBytes: UInt64 = 0)
     case error(ErrorReport)
 
     public var kind: MessageKind {

@@ -68,6 +68,8 @@ enum Golden {
         var readouts: [ReadoutValues]?
         var ids: [String]?
         var nonce: String?
+        var weightBytes: String?
+        var cacheBytes: String?
         var error: ErrorValues?
     }
 
@@ -148,7 +150,7 @@ enum Golden {
             guard let ids = v.ids else { return nil }
             message = .releaseCache(ids.map(u64))
         case "ping": message = .ping(nonce: u64(v.nonce ?? ""))
-        case "pong": message = .pong(nonce: u64(v.nonce ?? ""))
+        case "pong": message = .pong(nonce: u64(v.nonce ?? ""), weightBytes: u64(v.weightBytes ?? ""), cacheBytes: u64(v.cacheBytes ?? ""))
         case "error":
             guard let e = v.error else { return nil }
             message = .error(ErrorReport(code: e.code, text: e.text))

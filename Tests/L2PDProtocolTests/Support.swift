@@ -137,7 +137,7 @@ struct MessageFactory {
             while ids.count < count { ids.insert(u64()) }
             return .releaseCache(Array(ids))
         case .ping: return .ping(nonce: u64())
-        case .pong: return .pong(nonce: u64())
+        case .pong: return .pong(nonce: u64(), weightBytes: u64(), cacheBytes: u64())
         case .error:
             return .error(ErrorReport(code: UInt16(int(1...Int(UInt16.max))), text: text(maxLength: 80)))
         }
