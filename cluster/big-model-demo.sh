@@ -21,7 +21,7 @@
 set -euo pipefail
 dir="${1:-}"
 if [ -z "$dir" ] || [ "$dir" = "-h" ] || [ "$dir" = "--help" ]; then
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     [ -n "$dir" ] && exit 0 || exit 2
 fi
 cd "$(dirname "$0")/.."

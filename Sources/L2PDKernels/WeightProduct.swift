@@ -10,9 +10,15 @@ public final class WeightProduct {
     /// One conversion tile per thread.
     private let tiles: [FloatBuffer]
 
-    /// Floats in one conversion tile: large enough that sgemm repacks the input rarely (once
-    /// per tile), small enough to stay in the last-level cache between widening and use.
-    public static let tileFloats = 4 << 20
+    /// Weight rows widened per tile. Each tile is one sgemm call, which packs the whole input
+    /// `a` again: one element copy per `tileRows` multiply-adds, whatever `m` is. Fewer rows
+    /// keep the widened tile in the core's cache until sgemm reads it. 256 was the fastest on
+    /// 1024- and 4096-wide LLaDA shapes at 32 to 1,100 positions (`l2pd bench forward`;
+    /// 64K-float and 4M-float tiles were up to 1.5x slower at 32 positions).
+    public static let preferredTileRows = 256
+
+    /// Largest tile in floats (16 MiB), for very wide inner dimensions.
+    public static let maximumTileFloats = 4 << 20
 
     /// Multiply-adds below which a product runs on the calling thread alone.
     public static let minimumSplitWork = 1 << 22
@@ -22,9 +28,10 @@ public final class WeightProduct {
         tiles = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
     }
 
-    /// Rows of a tile for an inner dimension of `columns`: a multiple of 16, at least 16.
+    /// Rows of a tile for an inner dimension of `columns`: `preferredTileRows`, fewer when that
+    /// would exceed `maximumTileFloats`; a multiple of 16, at least 16.
     public static func tileRows(columns: Int) -> Int {
-        max(16, (tileFloats / max(columns, 1)) / 16 * 16)
+        max(16, min(preferredTileRows, maximumTileFloats / max(columns, 1)) / 16 * 16)
     }
 
     /// Bytes of conversion scratch this product holds now.

@@ -24,6 +24,7 @@ struct BenchForwardCommand: Command {
 
     static func run(_ options: ParsedOptions) throws {
         let threads = try options.positiveInt("threads")!
+        let weights = try ModelLocator.weightFormat(options)
         let checkpoint: Checkpoint
         var temporary: URL? = nil
         defer { temporary.map { try? FileManager.default.removeItem(at: $0) } }
@@ -54,7 +55,6 @@ struct BenchForwardCommand: Command {
         }
         let reads = min(try options.positiveInt("reads")!, length)
         let repetitions = try options.positiveInt("repetitions")!
-        let weights = try ModelLocator.weightFormat(options)
         let progress = Progress("bench forward", total: 2 + (weights == .native ? 2 : 1) * repetitions)
         let result = try ForwardBenchmark.run(
             checkpoint: checkpoint, length: length, reads: reads, repetitions: repetitions, threads: threads, weights: weights

@@ -85,6 +85,8 @@ import Testing
             ["generate", "--gen-length", "9223372036854775807", "--block-length", "1", "hi"], ["generate", "--seed", "-1", "hi"],
             ["generate", "--temperature", "nan", "hi"], ["generate", "--policy", "nope", "hi"], ["generate", "--cache", "x", "hi"],
             ["eval", "--policies", "bogus", "--limit", "1"], ["eval", "--block-length", "0", "--limit", "1"],
+            ["generate", "--weights", "bf16", "hi"], ["generate", "--weights", "", "hi"], ["serve", "--weights", "-1"],
+            ["worker", "--weights", "F32"], ["bench", "forward", "--weights", "nan", "--layers", "1"],
         ]
         for arguments in cases {
             let (status, stderr, _) = try await offPool { try run(arguments) }
