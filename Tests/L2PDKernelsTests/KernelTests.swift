@@ -177,10 +177,14 @@ func softmaxRowsSumToOneAndMatchDoubles(rows: Int, columns: Int) {
 /// BF16 is the top 16 bits of an IEEE float: the widening must give these exact values,
 /// in the 16-lane body and the scalar tail alike (19 elements).
 @Test func bf16WidensExactly() {
-    let bits: [UInt16] = [0x3F80, 0xC000, 0x0000, 0x8000, 0x7F80, 0xFF80, 0x3E80, 0x4049, 0x0001, 0x7F7F, 0x3F80, 0x3F81, 0x4000,
-        0xBF80, 0x3C00, 0x4780, 0xC2F7, 0x3F00, 0x4120]
-    let expected: [Float] = [1, -2, 0, -0.0, .infinity, -.infinity, 0.25, 3.140625, Float(bitPattern: 0x0001_0000),
-        Float(bitPattern: 0x7F7F_0000), 1, 1.0078125, 2, -1, 0.0078125, 65536, -123.5, 0.5, 10]
+    let bits: [UInt16] = [
+        0x3F80, 0xC000, 0x0000, 0x8000, 0x7F80, 0xFF80, 0x3E80, 0x4049, 0x0001, 0x7F7F, 0x3F80, 0x3F81, 0x4000,
+        0xBF80, 0x3C00, 0x4780, 0xC2F7, 0x3F00, 0x4120,
+    ]
+    let expected: [Float] = [
+        1, -2, 0, -0.0, .infinity, -.infinity, 0.25, 3.140625, Float(bitPattern: 0x0001_0000),
+        Float(bitPattern: 0x7F7F_0000), 1, 1.0078125, 2, -1, 0.0078125, 65536, -123.5, 0.5, 10,
+    ]
     var out = [Float](repeating: .nan, count: bits.count)
     bits.withUnsafeBufferPointer { source in
         out.withUnsafeMutableBufferPointer { DTypeConversion.bf16ToFloat(source.baseAddress!, $0.baseAddress!, count: bits.count) }
@@ -193,10 +197,13 @@ func softmaxRowsSumToOneAndMatchDoubles(rows: Int, columns: Int) {
 }
 
 /// A weight stacked from a BF16 part and an F32 part, multiplied with the rows split over
-/// threads and widened in tiles, equals one sgemm on the same values widened up front.
-@Test(arguments: [1, 2, 3])
-func weightProductMatchesPlainGemm(threads: Int) {
-    let (m, k) = (37, 40)
+/// threads and widened in tiles, equals one sgemm on the same values widened up front, both
+/// for short inputs (the weights as sgemm's left operand, output transposed back) and long
+/// ones, with an input row stride wider than the rows.
+@Test(arguments: [1, 2, 3], [37, WeightProduct.transposedOutputRows + 22])
+func weightProductMatchesPlainGemm(threads: Int, m: Int) {
+    let k = 160  // large enough that the longer input splits over threads
+    let lda = k + 3
     let (rowsA, rowsB) = (WeightProduct.tileRows(columns: k) + 21, 19)  // more than one tile in the BF16 part
     let n = rowsA + rowsB
     let halves = WeightStorage(byteCount: rowsA * k * 2)
@@ -210,17 +217,19 @@ func weightProductMatchesPlainGemm(threads: Int) {
         owners: [halves, floats])
     #expect(weight.rows == n && weight.byteCount == rowsA * k * 2 + rowsB * k * 4 && weight.dtype == nil)
 
-    let a = FloatBuffer((0..<(m * k)).map { Float(($0 * 7) % 23 - 11) / 16 })
+    let a = FloatBuffer((0..<(m * lda)).map { Float(($0 * 7) % 23 - 11) / 16 })
     let wide = FloatBuffer(capacity: n * k)
     weight.convert(rows: 0..<n, into: wide.pointer)
     let expected = FloatBuffer(capacity: m * n)
-    BLAS.gemm(transposeB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: wide.pointer, ldb: k, c: expected.pointer, ldc: n)
+    BLAS.gemm(transposeB: true, m: m, n: n, k: k, a: a.pointer, lda: lda, b: wide.pointer, ldb: k, c: expected.pointer, ldc: n)
 
-    // beta = 1 adds onto what is there, as the residual products do.
-    let out = FloatBuffer((0..<(m * n)).map { Float($0 % 5) })
+    // beta = 1 adds onto what is there, as the residual products do; beta = 0 overwrites.
     let product = WeightProduct(threads: threads)
-    product.multiply(a.pointer, lda: k, m: m, weight: weight, beta: 1, c: out.pointer, ldc: n)
-    var worst: Float = 0
-    for i in 0..<(m * n) { worst = max(worst, abs(out.pointer[i] - Float(i % 5) - expected.pointer[i])) }
-    #expect(worst < 1e-4)
+    for beta: Float in [1, 0] {
+        let out = FloatBuffer((0..<(m * n)).map { Float($0 % 5) })
+        product.multiply(a.pointer, lda: lda, m: m, weight: weight, beta: beta, c: out.pointer, ldc: n)
+        var worst: Float = 0
+        for i in 0..<(m * n) { worst = max(worst, abs(out.pointer[i] - beta * Float(i % 5) - expected.pointer[i])) }
+        #expect(worst < 1e-4, "m \(m), beta \(beta)")
+    }
 }
