@@ -69,7 +69,7 @@ public final class WeightProduct {
     ) {
         let k = w.columns
         let step = WeightProduct.tileRows(columns: k)
-        let transposed = WeightProduct.transposesOutput(m: m)
+        let transposed = WeightProduct.transposesOutput(m: m, weightElements: w.rows * w.columns)
         var start = 0
         for part in w.parts {
             let lower = max(share.lowerBound, start)
@@ -109,8 +109,16 @@ public final class WeightProduct {
     /// positions about 1.1x, 128 and more the same or slower (`l2pd bench forward`).
     public static let transposedOutputRows = 128
 
-    /// Whether products of `m` input rows go through the transposed output.
-    static func transposesOutput(m: Int) -> Bool { m < transposedOutputRows }
+    /// Weight elements below which products stay direct whatever `m` is: on the embedded
+    /// model (d_model 128) the transpose cost more than the packing it saved (64-position
+    /// passes 1.8 to 2.1 ms direct, 2.0 to 2.5 ms transposed).
+    public static let transposedOutputMinimumWeights = 1 << 20
+
+    /// Whether products of `m` input rows with a weight of `weightElements` go through the
+    /// transposed output.
+    static func transposesOutput(m: Int, weightElements: Int) -> Bool {
+        m < transposedOutputRows && weightElements >= transposedOutputMinimumWeights
+    }
 
     /// `c[j, i] = t[i, j] + beta * c[j, i]` for `t` of `rows x columns` (row stride `columns`)
     /// and `c` of `columns x rows` (row stride `ldc`), in 16 x 16 blocks.

@@ -29,6 +29,8 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var nativeToF32: Double?
     /// Bytes of K/V cache one request of `canvasLength` positions keeps (F32, every layer).
     public var cacheBytesPerRequest: Int
+    /// The kernel set OpenBLAS runs (`Haswell`, `SkylakeX`, ...).
+    public var blasKernels: String
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.
@@ -101,7 +103,7 @@ public enum ForwardBenchmark {
             ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS,
             weights: weights.rawValue, weightBytes: stage.weights.byteCount,
             f32ForwardSeconds: f32Seconds, nativeToF32: f32Seconds.map { $0 / forwardSeconds },
-            cacheBytesPerRequest: stage.cacheBytes(length: length))
+            cacheBytesPerRequest: stage.cacheBytes(length: length), blasKernels: BLAS.coreName)
     }
 
     /// Median seconds to run every product of `shapes` once, each product's rows split over

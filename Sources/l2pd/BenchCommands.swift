@@ -64,7 +64,9 @@ struct BenchForwardCommand: Command {
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
-            print("canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions)")
+            print(
+                "canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions), OpenBLAS kernels \(result.blasKernels)"
+            )
             print(String(format: "forward pass            %8.2f ms  %7.1f GFLOP/s", result.forwardSeconds * 1e3, result.forwardGFLOPS))
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))
             print(String(format: "2048^3 product (peak)              %7.1f GFLOP/s", result.gemmPeakGFLOPS))
