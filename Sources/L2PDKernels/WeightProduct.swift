@@ -62,7 +62,9 @@ public final class WeightProduct {
     }
 
     /// One thread's share: output columns `rows` (rows of `w`), `tileRows` weight rows per
-    /// product. F32 rows are read in place; 16-bit rows are widened into `tile` first.
+    /// product. F32 rows are read in place, all of a part's share in one product unless the
+    /// output is transposed (whose scratch stays one tile); 16-bit rows are widened into
+    /// `tile` first.
     private func run(
         _ a: UnsafePointer<Float>, lda: Int, m: Int, weight w: WeightMatrix, rows share: Range<Int>, beta: Float,
         c: UnsafeMutablePointer<Float>, ldc: Int, tile: FloatBuffer, output: FloatBuffer
@@ -77,9 +79,10 @@ public final class WeightProduct {
             defer { start += part.rows }
             guard lower < upper else { continue }
             if part.dtype != .f32 { tile.reserve(min(step, upper - lower) * k) }
+            let partStep = part.dtype == .f32 && !transposed ? upper - lower : step
             var row = lower
             while row < upper {
-                let count = min(step, upper - row)
+                let count = min(partStep, upper - row)
                 let weights: UnsafePointer<Float>
                 if part.dtype == .f32 {
                     weights = part.base.assumingMemoryBound(to: Float.self) + (row - start) * k
