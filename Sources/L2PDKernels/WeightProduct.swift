@@ -1,11 +1,10 @@
 /// `x W^T` for a `WeightMatrix`, whatever dtype it is held in. The weight's rows (the
 /// product's output columns) are split over the threads, so each thread reads a disjoint part
 /// of the weights and every product sees all `m` input rows: the split keeps BLAS calls large
-/// for long canvases and halves the weight traffic per thread for short cached steps. Each
-/// thread goes through its share `tileRows` weight rows at a time: F32 rows go to sgemm in
-/// place, 16-bit rows are widened into the thread's reused scratch buffer just before their
-/// sgemm. Short inputs (cached steps) compute the tile's `w a^T` and add its transpose into
-/// the output.
+/// for long canvases and halves the weight traffic per thread for short cached steps. F32
+/// rows go to sgemm in place; 16-bit rows are widened `tileRows` at a time into the thread's
+/// reused scratch buffer just before their sgemm. Short inputs (cached steps) on large
+/// weights compute each tile's `w a^T` and add its transpose into the output.
 public final class WeightProduct {
     /// Threads the products are split over.
     public let threads: Int
