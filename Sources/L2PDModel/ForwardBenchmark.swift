@@ -31,6 +31,8 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var cacheBytesPerRequest: Int
     /// The kernel set OpenBLAS runs (`Haswell`, `SkylakeX`, ...).
     public var blasKernels: String
+    /// The CPU flags of `BLAS.reportedFlags` this machine has.
+    public var cpuFeatures: [String]
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.
@@ -103,7 +105,8 @@ public enum ForwardBenchmark {
             ratio: forwardGFLOPS / peak, ratioToSameShapes: forwardGFLOPS / sameShapesGFLOPS,
             weights: weights.rawValue, weightBytes: stage.weights.byteCount,
             f32ForwardSeconds: f32Seconds, nativeToF32: f32Seconds.map { $0 / forwardSeconds },
-            cacheBytesPerRequest: stage.cacheBytes(length: length), blasKernels: BLAS.coreName)
+            cacheBytesPerRequest: stage.cacheBytes(length: length), blasKernels: BLAS.coreName,
+            cpuFeatures: BLAS.reportedFlags.filter(BLAS.cpuFlags().contains))
     }
 
     /// Median seconds to run every product of `shapes` once, each product's rows split over

@@ -1,5 +1,6 @@
 import Foundation
 import L2PDCommandLine
+import L2PDKernels
 import L2PDModel
 
 struct BenchForwardCommand: Command {
@@ -55,6 +56,9 @@ struct BenchForwardCommand: Command {
         }
         let reads = min(try options.positiveInt("reads")!, length)
         let repetitions = try options.positiveInt("repetitions")!
+        let report = BLAS.kernelReport(current: BLAS.coreName, cpuFlags: BLAS.cpuFlags())
+        printError("bench forward: \(report.features)")
+        if let warning = report.warning { printError("bench forward: \(warning)") }
         let progress = Progress("bench forward", total: 2 + (weights == .native ? 2 : 1) * repetitions)
         let result = try ForwardBenchmark.run(
             checkpoint: checkpoint, length: length, reads: reads, repetitions: repetitions, threads: threads, weights: weights

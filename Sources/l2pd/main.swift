@@ -13,15 +13,14 @@ import L2PDTransport
 // single-threaded (stages parallelize themselves), and an idle pool of OpenBLAS threads makes
 // each call wait on them: so the pool must never start. The variable has to be set before the
 // library loads, hence one re-exec of this same program with it set. The same re-exec asks
-// for OpenBLAS's AVX-512 kernels where it picked AVX2 ones on a CPU that has AVX-512.
+// for the kernels the CPU can run where OpenBLAS picked weaker ones (`BLAS.preferredCoreType`).
 var blasEnvironmentChanged = false
 if getenv("OPENBLAS_NUM_THREADS") == nil {
     setenv("OPENBLAS_NUM_THREADS", "1", 1)
     blasEnvironmentChanged = true
 }
-if getenv("OPENBLAS_CORETYPE") == nil,
-    let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-    let core = BLAS.betterCoreType(current: BLAS.coreName, cpuFlags: BLAS.cpuFlags(cpuinfo: cpuinfo))
+if let core = BLAS.preferredCoreType(
+    current: BLAS.coreName, cpuFlags: BLAS.cpuFlags(), userValue: getenv("OPENBLAS_CORETYPE").map { String(cString: $0) })
 {
     setenv("OPENBLAS_CORETYPE", core, 1)
     blasEnvironmentChanged = true
@@ -30,6 +29,9 @@ if blasEnvironmentChanged {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
     // execv only returns on failure: carry on as loaded (slower, still correct).
 }
+
+/// The release this build belongs to, printed by `l2pd --version`.
+let l2pdVersion = "0.1.0"
 
 /// Every command `l2pd` knows, in the order `l2pd --help` lists them.
 let commands: [any Command.Type] = [
@@ -44,7 +46,8 @@ let commands: [any Command.Type] = [
 @MainActor func topLevelHelp() -> String {
     var lines = [
         "l2pd: learned parallel decoding for diffusion language models (LLaDA).", "",
-        "Usage: l2pd <command> [options]   (l2pd <command> --help for its options)", "", "Commands:",
+        "Usage: l2pd <command> [options]   (l2pd <command> --help for its options; l2pd --version: version, CPU features, BLAS kernels)",
+        "", "Commands:",
     ]
     let width = commands.map { $0.path.joined(separator: " ").count }.max()! + 2
     for command in commands {
@@ -59,6 +62,13 @@ let commands: [any Command.Type] = [
     if arguments.isEmpty || arguments == ["--help"] || arguments == ["help"] || arguments == ["-h"] {
         print(topLevelHelp())
         return arguments.isEmpty ? 1 : 0
+    }
+    if arguments == ["--version"] || arguments == ["version"] {
+        print("l2pd \(l2pdVersion)")
+        let report = BLAS.kernelReport(current: BLAS.coreName, cpuFlags: BLAS.cpuFlags())
+        print(report.features)
+        if let warning = report.warning { print(warning) }
+        return 0
     }
     // The longest command path that prefixes the arguments selects the command.
     let match =
