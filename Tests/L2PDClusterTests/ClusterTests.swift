@@ -538,6 +538,11 @@ enum ModelFixture {
 }
 
 /// A minimal HTTP/1.1 client over a POSIX socket (the tests need no networking library).
+/// How long a test waits for a request to a real process before calling it hung: ten times
+/// what the slowest such request takes on a quiet 2-core machine, so a loaded or slow CI
+/// machine still passes.
+let slowRequestSeconds = 600
+
 enum RawHTTP {
     /// Sends a POST, waits for the first server-sent event, then closes the connection.
     static func hangUpAfterFirstEvent(port: Int, _ path: String, body: String) throws {
@@ -567,7 +572,9 @@ enum RawHTTP {
     static func connected(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterError("socket failed") }
-        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        // Long enough for the slowest request a test sends (8 baseline requests of 256 steps on
+        // one thread) at a tenth of a quiet machine's speed; a server that hangs still fails.
+        var timeout = timeval(tv_sec: slowRequestSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -17,7 +17,8 @@ import Testing
         // A drain window far beyond the requests' length: the test is about every request
         // finishing, not about how fast a loaded machine decodes them.
         process.arguments = [
-            "serve", "--http", "http://127.0.0.1:\(port)", "--listen", nng, "--threads", "1", "--drain-seconds", "300",
+            "serve", "--http", "http://127.0.0.1:\(port)", "--listen", nng, "--threads", "1", "--drain-seconds",
+            "\(2 * slowRequestSeconds)",
         ]
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -46,7 +47,7 @@ import Testing
             }
             for _ in 0..<2 {
                 group.addTask {
-                    let reply = try await RequestSocket(dialing: nng).request(Array(overNNG.utf8), timeout: 120)
+                    let reply = try await RequestSocket(dialing: nng).request(Array(overNNG.utf8), timeout: Double(slowRequestSeconds))
                     let text = String(decoding: reply, as: UTF8.self)
                     return ("nng", text.contains("\"tokens\"") && !text.contains("\"error\""), text)
                 }
