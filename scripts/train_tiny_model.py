@@ -1,37 +1,56 @@
 #!/usr/bin/env python3
 """Train the tiny default model: a LLaDA-architecture masked-diffusion LM on the task suite.
 
-    l2pd tasks export --split train --count 200000 --out /tmp/train.jsonl
-    python3 scripts/train_tiny_model.py --tasks /tmp/train.jsonl --out runs/tiny --minutes 120
+    l2pd tasks export --split train --count 300000 --seed 11 --out /tmp/train.jsonl
+    python3 scripts/train_tiny_model.py --tasks /tmp/train.jsonl --out training \\
+        --init Sources/L2PDDefaultModel/Model --minutes 600
+
+Run it again with the same --out to resume; --minutes is the total budget across resumes and
+may be raised on a later run. On a shared machine run it niced in the background:
+`nice -n 19 python3 scripts/train_tiny_model.py ... > training/run.log 2>&1 &`.
 
 Objective (LLaDA supervised fine-tuning): the chat-formatted prompt stays clean; the answer,
 followed by <|eot_id|> and <|endoftext|> padding up to the canvas, is masked with a ratio t
-drawn per sample; cross-entropy on masked positions weighted by 1/t. Decision: the answer
-tokens and the padding are normalised separately (each by its own length, padding at half
-weight), so the padding of a 1024-token canvas does not drown the answer's signal in a model
-this small. Canvas lengths are mixed per batch (64 .. 1024, short ones more often, every batch
-the same token budget), so padding at far positions is learned too.
+drawn per row; cross-entropy on masked positions weighted by 1/t. The answer tokens and the
+padding are normalised separately (each by its own length, padding at half weight), so
+padding does not drown the answer's signal in a model this small.
 
-The script checkpoints every few minutes to
-OUT/train_state.pt and resumes from it; `--minutes` is the total budget across resumes.
-Exports the Hugging Face LLaDA layout to OUT/model: config.json, model.safetensors (F32),
-tokenizer.json, tokenizer_config.json. Runs on CUDA when available.
+Canvases: three quarters of the batches are short rows of similar length (prompt + answer +
+<|eot_id|> with a few padding positions, in fixed widths), a quarter are 320 or 1088 wide so
+end-of-text padding far out is learned too. Batch shapes come from a few fixed widths, so
+`torch.compile` compiles each once (about 1.7x over eager on a 2-core CPU).
+
+Learning rate: warm-up, then constant, then a cosine decay over the last --decay-share of the
+budget (warmup-stable-decay), so a run can be extended while it is in its stable phase.
+
+Starting point: --init DIR fine-tunes a Hugging Face LLaDA checkpoint (its tokenizer is kept,
+so token ids stay stable); --grow-layers N inserts N new blocks that start as the identity
+(zero output projections), spread evenly between the old ones. Without --init a --size preset
+starts from random weights with a tokenizer trained on the tasks.
+
+Checkpoints every --checkpoint-minutes to OUT/checkpoint.safetensors (F32 weights and AdamW
+moments in BF16, small enough to commit) with OUT/checkpoint.json (step, minutes, tokens, the
+sampler's state); OUT/log.csv gets a row every 50 steps; OUT/model holds the exported
+Hugging Face layout (config.json, model.safetensors, tokenizer files) for `l2pd --model`.
+Runs on CUDA when available.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tiny_tokenizer import EOS, EOT, MASK, chat, train_tokenizer  # noqa: E402
@@ -40,10 +59,14 @@ SIZE_PRESETS = {
     "tiny": dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, mlp_hidden_size=384, vocab_size=400, embedding_size=448),
     "small": dict(d_model=192, n_layers=6, n_heads=6, n_kv_heads=2, mlp_hidden_size=512, vocab_size=400, embedding_size=448),
 }
-CANVASES = [64, 128, 256, 512, 1024]
-CANVAS_WEIGHTS = [4, 3, 2, 1, 1]  # batches per canvas length (each batch has the same token budget)
+SHORT_WIDTHS = [48, 80, 104]  # prompt + answer + <|eot_id|> + at least MIN_PAD padding positions
+LONG_WIDTHS = [320, 1088]
+LONG_WEIGHTS = [2, 1]
+LONG_SHARE = 0.25
+MIN_PAD = 4
 ROPE_THETA = 500000.0
 EPS = 1e-5
+BLOCK_WEIGHTS = ["attn_norm", "q_proj", "k_proj", "v_proj", "attn_out", "ff_norm", "ff_proj", "up_proj", "ff_out"]
 
 
 class RMSNorm(nn.Module):
@@ -118,9 +141,35 @@ class LLaDA(nn.Module):
         out = {"model.transformer.wte.weight": self.wte.weight, "model.transformer.ln_f.weight": self.ln_f.weight,
                "model.transformer.ff_out.weight": self.ff_out.weight}
         for i, b in enumerate(self.blocks):
-            for name in ["attn_norm", "q_proj", "k_proj", "v_proj", "attn_out", "ff_norm", "ff_proj", "up_proj", "ff_out"]:
+            for name in BLOCK_WEIGHTS:
                 out[f"model.transformer.blocks.{i}.{name}.weight"] = getattr(b, name).weight
         return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
+
+    def load_hf_state(self, tensors, layer_map):
+        """Copy a checkpoint's tensors in; layer_map[i] is the old layer new block i takes, or None."""
+        with torch.no_grad():
+            self.wte.weight.copy_(tensors["model.transformer.wte.weight"])
+            self.ln_f.weight.copy_(tensors["model.transformer.ln_f.weight"])
+            self.ff_out.weight.copy_(tensors["model.transformer.ff_out.weight"])
+            for i, old in enumerate(layer_map):
+                block = self.blocks[i]
+                if old is None:  # a new block: the identity until it learns something
+                    block.attn_out.weight.zero_()
+                    block.ff_out.weight.zero_()
+                    continue
+                for name in BLOCK_WEIGHTS:
+                    getattr(block, name).weight.copy_(tensors[f"model.transformer.blocks.{old}.{name}.weight"])
+
+
+def grown_layer_map(old_layers, new_layers):
+    """Old layers in order with `new_layers` identity blocks spread evenly after them."""
+    layer_map, inserted = [], 0
+    for old in range(old_layers):
+        layer_map.append(old)
+        while inserted < new_layers and (inserted + 1) * old_layers <= (old + 1) * new_layers:
+            layer_map.append(None)
+            inserted += 1
+    return layer_map
 
 
 def config_json(s, tok):
@@ -152,127 +201,244 @@ def export(model, tok, directory, meta):
 
 
 def load_examples(path, tok, eot_id):
-    examples = []
     with open(path) as f:
-        for line in f:
-            e = json.loads(line)
-            prompt = tok.encode(chat(e["prompt"]), add_special_tokens=False).ids
-            answer = tok.encode(e["answer"], add_special_tokens=False).ids + [eot_id]
-            examples.append((prompt, answer))
-    return examples
+        rows = [json.loads(line) for line in f]
+    prompts = tok.encode_batch([chat(e["prompt"]) for e in rows], add_special_tokens=False)
+    answers = tok.encode_batch([e["answer"] for e in rows], add_special_tokens=False)
+    return [(p.ids, a.ids + [eot_id]) for p, a in zip(prompts, answers)]
 
 
-def make_batch(examples, rng, canvas, eos_id, mask_id, tokens_per_batch):
-    fitting = [e for e in examples if len(e[1]) < canvas]
-    rows = [fitting[rng.randrange(len(fitting))] for _ in range(max(1, tokens_per_batch // (canvas + 64)))]
-    width = max(len(p) for p, _ in rows) + canvas
-    x = torch.full((len(rows), width), eos_id, dtype=torch.long)
-    answer_region = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (p, a) in enumerate(rows):
-        x[i, : len(p)] = torch.tensor(p)
-        x[i, len(p): len(p) + len(a)] = torch.tensor(a)
-        answer_region[i, len(p):] = True
-    content = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (p, a) in enumerate(rows):
-        content[i, len(p): len(p) + len(a)] = True
-    t = torch.rand(len(rows), 1) * 0.98 + 0.02
-    masked = (torch.rand(x.shape) < t) & answer_region
-    noisy = torch.where(masked, torch.full_like(x, mask_id), x)
-    return x, noisy, masked, t, content, answer_region & ~content
+class Batches:
+    """Fixed-shape batches: rows of similar length in short widths, or far-padded long rows."""
+
+    def __init__(self, examples, tokens_per_batch):
+        self.short = {w: [] for w in SHORT_WIDTHS}
+        self.all = examples
+        for e in examples:
+            need = len(e[0]) + len(e[1]) + MIN_PAD
+            width = next((w for w in SHORT_WIDTHS if need <= w), None)
+            if width is not None:
+                self.short[width].append(e)
+        self.short = {w: rows for w, rows in self.short.items() if rows}
+        self.tokens_per_batch = tokens_per_batch
+        dropped = len(examples) - sum(len(v) for v in self.short.values())
+        print(f"short widths {[(w, len(v)) for w, v in self.short.items()]}, {dropped} examples only in long rows",
+              flush=True)
+
+    def shapes(self):
+        return [(max(1, self.tokens_per_batch // w), w) for w in list(self.short) + LONG_WIDTHS]
+
+    def draw(self, rng, eos_id, mask_id):
+        if rng.random() < LONG_SHARE:
+            width = rng.choices(LONG_WIDTHS, weights=LONG_WEIGHTS)[0]
+            pool = self.all
+        else:
+            widths = list(self.short)
+            width = rng.choices(widths, weights=[len(self.short[w]) for w in widths])[0]
+            pool = self.short[width]
+        n_rows = max(1, self.tokens_per_batch // width)
+        rows = [pool[rng.randrange(len(pool))] for _ in range(n_rows)]
+        x = torch.full((n_rows, width), eos_id, dtype=torch.long)
+        answer_region = torch.zeros((n_rows, width), dtype=torch.bool)
+        content = torch.zeros((n_rows, width), dtype=torch.bool)
+        for i, (p, a) in enumerate(rows):
+            x[i, : len(p)] = torch.tensor(p)
+            x[i, len(p): len(p) + len(a)] = torch.tensor(a)
+            answer_region[i, len(p):] = True
+            content[i, len(p): len(p) + len(a)] = True
+        g = torch.Generator().manual_seed(rng.getrandbits(63))
+        t = torch.rand(n_rows, 1, generator=g) * 0.98 + 0.02
+        masked = (torch.rand(x.shape, generator=g) < t) & answer_region
+        noisy = torch.where(masked, torch.full_like(x, mask_id), x)
+        return x, noisy, masked, t, content, answer_region & ~content
+
+
+def loss_terms(model, x, noisy, masked, t, content, pad):
+    logits = model(noisy).float()
+    ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), x.view(-1), reduction="none").view(x.shape)
+    weighted = ce * masked / t
+    answer_loss = (weighted * content).sum(1) / content.sum(1).clamp(min=1)
+    pad_loss = (weighted * pad).sum(1) / pad.sum(1).clamp(min=1)
+    return (answer_loss + 0.5 * pad_loss).mean(), answer_loss.mean(), pad_loss.mean()
+
+
+def learning_rate(args, step, frac):
+    warm = min(1.0, (step + 1) / args.warmup_steps)
+    decay_start = 1.0 - args.decay_share
+    if frac <= decay_start:
+        return args.lr * warm
+    progress = min(1.0, (frac - decay_start) / max(args.decay_share, 1e-9))
+    return args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_checkpoint(out, model, opt, meta):
+    tensors = {f"model.{k}": v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    names = dict(model.named_parameters())
+    index = {id(p): name for name, p in names.items()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st:
+                name = index[id(p)]
+                tensors[f"adam_m.{name}"] = st["exp_avg"].detach().to(torch.bfloat16).cpu().contiguous()
+                tensors[f"adam_v.{name}"] = st["exp_avg_sq"].detach().to(torch.bfloat16).cpu().contiguous()
+                meta["adam_step"] = float(st["step"])
+    tmp = os.path.join(out, "checkpoint.safetensors.tmp")
+    save_file(tensors, tmp)
+    os.replace(tmp, os.path.join(out, "checkpoint.safetensors"))
+    with open(os.path.join(out, "checkpoint.json.tmp"), "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(os.path.join(out, "checkpoint.json.tmp"), os.path.join(out, "checkpoint.json"))
+
+
+def load_checkpoint(out, model, opt, device):
+    tensors = load_file(os.path.join(out, "checkpoint.safetensors"))
+    with open(os.path.join(out, "checkpoint.json")) as f:
+        meta = json.load(f)
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, p in model.named_parameters():
+        if f"adam_m.{name}" in tensors:
+            opt.state[p] = {"step": torch.tensor(meta["adam_step"]),
+                            "exp_avg": tensors[f"adam_m.{name}"].float().to(device),
+                            "exp_avg_sq": tensors[f"adam_v.{name}"].float().to(device)}
+    return meta
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", required=True, help="JSONL from `l2pd tasks export --split train`")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--minutes", type=float, default=120, help="total training time across resumes")
+    ap.add_argument("--out", required=True, help="run folder: checkpoint, log.csv, exported model")
+    ap.add_argument("--minutes", type=float, default=120, help="total training time across resumes (wall minutes)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup-steps", type=int, default=200)
+    ap.add_argument("--decay-share", type=float, default=0.15, help="share of the budget spent decaying the lr")
     ap.add_argument("--tokens-per-batch", type=int, default=12288)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--size", choices=sorted(SIZE_PRESETS), default="tiny", help="model size preset")
-    ap.add_argument("--tokenizer", help="reuse this tokenizer.json instead of training one (keeps token ids stable)")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10)
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="torch.compile the model (one compile per batch shape)")
+    ap.add_argument("--init", help="start from this Hugging Face LLaDA checkpoint folder (and its tokenizer)")
+    ap.add_argument("--grow-layers", type=int, default=0, help="with --init: insert this many identity blocks")
+    ap.add_argument("--size", choices=sorted(SIZE_PRESETS), default="tiny", help="model size from random weights")
     args = ap.parse_args()
-    SIZES = SIZE_PRESETS[args.size]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out, exist_ok=True)
-    state_path = os.path.join(args.out, "train_state.pt")
     tok_path = os.path.join(args.out, "tokenizer.json")
+    resuming = os.path.exists(os.path.join(args.out, "checkpoint.safetensors"))
 
-    if args.tokenizer and not os.path.exists(tok_path):
-        import shutil
-        shutil.copyfile(args.tokenizer, tok_path)
+    from tokenizers import Tokenizer
+    if args.init and not os.path.exists(tok_path):
+        shutil.copyfile(os.path.join(args.init, "tokenizer.json"), tok_path)
     if os.path.exists(tok_path):
-        from tokenizers import Tokenizer
         tok = Tokenizer.from_file(tok_path)
     else:
         with open(args.tasks) as f:
             texts = [chat(e["prompt"]) + e["answer"] for e in map(json.loads, f)]
-        tok = train_tokenizer(texts, SIZES["vocab_size"])
+        tok = train_tokenizer(texts, SIZE_PRESETS[args.size]["vocab_size"])
         tok.save(tok_path)
-    sizes = dict(SIZES, vocab_size=tok.get_vocab_size())
-    assert sizes["embedding_size"] >= sizes["vocab_size"]
+
+    shape_path = os.path.join(args.out, "shape.json")
+    if os.path.exists(shape_path):
+        with open(shape_path) as f:
+            sizes = json.load(f)
+    elif args.init:
+        with open(os.path.join(args.init, "config.json")) as f:
+            c = json.load(f)
+        sizes = {k: c[k] for k in ["d_model", "n_heads", "n_kv_heads", "mlp_hidden_size", "embedding_size", "vocab_size"]}
+        sizes["n_layers"] = c["n_layers"] + args.grow_layers
+    else:
+        sizes = dict(SIZE_PRESETS[args.size], vocab_size=tok.get_vocab_size())
+    with open(shape_path, "w") as f:
+        json.dump(sizes, f, indent=1)
+    assert sizes["embedding_size"] >= tok.get_vocab_size()
+
     eos_id, mask_id, eot_id = tok.token_to_id(EOS), tok.token_to_id(MASK), tok.token_to_id(EOT)
     examples = load_examples(args.tasks, tok, eot_id)
-    print(f"{len(examples)} examples, vocab {tok.get_vocab_size()}, device {device}", flush=True)
+    batches = Batches(examples, args.tokens_per_batch)
+    print(f"{len(examples)} examples, vocab {tok.get_vocab_size()}, device {device}, "
+          f"{torch.get_num_threads()} threads", flush=True)
 
     torch.manual_seed(args.seed)
     model = LLaDA(sizes).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    step, elapsed = 0, 0.0
+    meta = {"step": 0, "minutes": 0.0, "cpu_minutes": 0.0, "tokens": 0, "answer_tokens": 0}
     rng = random.Random(args.seed)
-    if os.path.exists(state_path):
-        st = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        step, elapsed = st["step"], st["elapsed"]
-        rng.setstate(st["rng"])
-        print(f"resumed at step {step}, {elapsed / 60:.1f} min", flush=True)
-    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    if resuming:
+        meta = load_checkpoint(args.out, model, opt, device)
+        rng.setstate((meta["rng"][0], tuple(meta["rng"][1]), meta["rng"][2]))
+        print(f"resumed at step {meta['step']}, {meta['minutes']:.1f} min, {meta['tokens'] / 1e6:.1f}M tokens",
+              flush=True)
+    elif args.init:
+        old_layers = sizes["n_layers"] - args.grow_layers
+        layer_map = grown_layer_map(old_layers, args.grow_layers)
+        model.load_hf_state(load_file(os.path.join(args.init, "model.safetensors")), layer_map)
+        meta["init"] = {"from": os.path.basename(os.path.normpath(args.init)), "layer_map": layer_map}
+        print(f"initialised from {args.init}, layers {layer_map}", flush=True)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, layers {sizes['n_layers']}", flush=True)
+    step_fn = torch.compile(model, dynamic=False) if args.compile else model
+
+    log_path = os.path.join(args.out, "log.csv")
+    new_log = not os.path.exists(log_path)
+    log_file = open(log_path, "a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "minutes", "cpu_minutes", "tokens", "answer_tokens", "loss", "answer_loss", "pad_loss",
+                      "lr", "tokens_per_s"])
 
     budget = args.minutes * 60
-    start, last_save, running, seen = time.time() - elapsed, time.time(), None, 0
-    session_start = time.time()
-    while True:
-        elapsed = time.time() - start
-        if elapsed >= budget:
-            break
-        frac = elapsed / budget
-        lr = args.lr * min(1.0, (step + 1) / 300) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    session_wall, session_cpu = time.time(), time.process_time()
+    base_minutes, base_cpu = meta["minutes"], meta["cpu_minutes"]
+    last_save, running, window_tokens, window_start = time.time(), None, 0, time.time()
+    sums = [0.0, 0.0, 0.0]
+
+    def minutes_now():
+        return base_minutes + (time.time() - session_wall) / 60
+
+    def checkpoint():
+        meta.update(minutes=round(minutes_now(), 2),
+                    cpu_minutes=round(base_cpu + (time.process_time() - session_cpu) / 60, 2),
+                    rng=list(rng.getstate()), shape=sizes)
+        save_checkpoint(args.out, model, opt, meta)
+        export(model, tok, os.path.join(args.out, "model"),
+               {k: meta[k] for k in ["step", "minutes", "cpu_minutes", "tokens", "answer_tokens"]})
+
+    while minutes_now() * 60 < budget:
+        lr = learning_rate(args, meta["step"], minutes_now() * 60 / budget)
         for g in opt.param_groups:
             g["lr"] = lr
-        canvas = rng.choices(CANVASES, weights=CANVAS_WEIGHTS)[0]
-        x, noisy, masked, t, content, pad = make_batch(examples, rng, canvas, eos_id, mask_id, args.tokens_per_batch)
-        x, noisy, masked, t, content, pad = (v.to(device) for v in (x, noisy, masked, t, content, pad))
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            logits = model(noisy).float()
-        ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), x.view(-1), reduction="none").view(x.shape)
-        weighted = ce * masked / t
-        answer_loss = (weighted * content).sum(1) / content.sum(1).clamp(min=1)
-        pad_loss = (weighted * pad).sum(1) / pad.sum(1).clamp(min=1)
-        loss = (answer_loss + 0.5 * pad_loss).mean()
+        x, noisy, masked, t, content, pad = (v.to(device) for v in batches.draw(rng, eos_id, mask_id))
+        loss, answer_loss, pad_loss = loss_terms(step_fn, x, noisy, masked, t, content, pad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step += 1
-        seen += x.numel()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 50 == 0:
-            print(f"step {step}  {elapsed / 60:6.1f} min  loss {running:.4f}  lr {lr:.2e}  "
-                  f"{seen / max(time.time() - session_start, 1):.0f} tok/s", flush=True)
-        if time.time() - last_save > 300:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "elapsed": time.time() - start, "rng": rng.getstate()}, state_path)
-            export(model, tok, os.path.join(args.out, "model"), {"step": step, "minutes": round(elapsed / 60, 1)})
+        meta["step"] += 1
+        meta["tokens"] += x.numel()
+        meta["answer_tokens"] += int(content.sum())
+        window_tokens += x.numel()
+        for i, v in enumerate((loss, answer_loss, pad_loss)):
+            sums[i] += v.item()
+        if meta["step"] % 50 == 0:
+            rate = window_tokens / max(time.time() - window_start, 1e-6)
+            means = [s / 50 for s in sums]
+            cpu = base_cpu + (time.process_time() - session_cpu) / 60
+            log.writerow([meta["step"], f"{minutes_now():.2f}", f"{cpu:.2f}", meta["tokens"], meta["answer_tokens"],
+                          *(f"{m:.4f}" for m in means), f"{lr:.2e}", f"{rate:.0f}"])
+            log_file.flush()
+            print(f"step {meta['step']}  {minutes_now():6.1f} min  {meta['tokens'] / 1e6:7.1f}M tok  "
+                  f"loss {means[0]:.4f} (answer {means[1]:.4f}, pad {means[2]:.4f})  lr {lr:.2e}  {rate:.0f} tok/s",
+                  flush=True)
+            sums, window_tokens, window_start = [0.0, 0.0, 0.0], 0, time.time()
+        if time.time() - last_save > args.checkpoint_minutes * 60:
+            checkpoint()
             last_save = time.time()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": time.time() - start, "rng": rng.getstate()}, state_path)
-    export(model, tok, os.path.join(args.out, "model"), {"step": step, "minutes": round(elapsed / 60, 1), "seed": args.seed})
-    print(f"done: step {step}, exported {os.path.join(args.out, 'model')}", flush=True)
+    checkpoint()
+    print(f"done: step {meta['step']}, {meta['minutes']:.1f} min, exported {os.path.join(args.out, 'model')}",
+          flush=True)
 
 
 if __name__ == "__main__":
