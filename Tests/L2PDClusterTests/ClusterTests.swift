@@ -145,7 +145,8 @@ func connectedPipeline(
         }
         let killedAt = try await killer.value
         let failed = try #require(failedAt, "the request should fail when a worker dies")
-        #expect(failed - killedAt < .seconds(2), "\(message)")
+        // At once, not after the pass's 60 s timeout (10 s leaves room for a loaded machine).
+        #expect(failed - killedAt < .seconds(10), "\(message)")
         #expect(message.contains(workers.urls[1]))
 
         try workers.restart(1)
@@ -441,9 +442,13 @@ func connectedPipeline(
             #expect(code == 400, "\(bad) -> \(text)")
             #expect(text.contains("invalid_request_error"))
         }
+        // Streaming and the load-test client need answers with text: two prompts the model answers.
+        let answered = prompts.indices.filter { !(replies[$0]?.text.isEmpty ?? true) }
+        try #require(answered.count >= 2, "the model answers at least two of \(prompts.count) prompts with text")
+        let (streamedIndex, clientIndex) = (answered[0], answered[1])
         // Streaming: server-sent events whose deltas add up to the same answer, then [DONE].
         let streamed =
-            #"{"prompt": "\#(ChatFormat.llaDAInstruct(user: prompts[3]).replacingOccurrences(of: "\n", with: "\\n"))", "stream": true, "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
+            #"{"prompt": "\#(ChatFormat.llaDAInstruct(user: prompts[streamedIndex]).replacingOccurrences(of: "\n", with: "\\n"))", "stream": true, "policy": "threshold", "cache": "dual", "gen_length": 64, "block_length": 16}"#
         let (streamStatus, events) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: streamed) }
         #expect(streamStatus == 200)
         let payloads = events.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
@@ -456,15 +461,15 @@ func connectedPipeline(
             streamedText += choice["text"] as? String ?? ""
             if let reason = choice["finish_reason"] as? String { finishReasons.append(reason) }
         }
-        #expect(streamedText == replies[3]?.text)
+        #expect(streamedText == replies[streamedIndex]?.text)
         #expect(finishReasons == ["stop"])
         #expect(payloads.count >= 3, "at least one text chunk, the finish chunk and [DONE]")
 
         // The load-test client over HTTP: the same answer, and a first block before the end.
         let target = try HTTPClient.parse("http://127.0.0.1:\(port)")
-        let viaHTTP = try await offPool { try HTTPCompletionClient.generate(requests[4], target: target, timeout: 60) }
-        #expect(viaHTTP.reply.text == replies[4]?.text)
-        #expect(viaHTTP.reply.nfe == replies[4]?.nfe)
+        let viaHTTP = try await offPool { try HTTPCompletionClient.generate(requests[clientIndex], target: target, timeout: 60) }
+        #expect(viaHTTP.reply.text == replies[clientIndex]?.text)
+        #expect(viaHTTP.reply.nfe == replies[clientIndex]?.nfe)
         let firstBlock = try #require(viaHTTP.firstBlockSeconds)
         #expect(firstBlock > 0)
         let loadPrompts = TaskSuite.examples(split: .eval, count: 4, seed: 8).map { LoadTestPrompt(prompt: $0.prompt, example: $0) }

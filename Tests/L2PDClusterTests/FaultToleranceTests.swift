@@ -72,7 +72,8 @@ import Testing
             _ = try await cluster.pipeline.forward(
                 [SequenceForward(sequenceID: 1, length: 8, readPositions: [7])], tokens: Array(repeating: 5, count: 8))
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Well inside the pass's own 60 s timeout, with room for a loaded machine.
+        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(String(describing: error!).contains("memory://worker-2"), "\(error!)")
         #expect(String(describing: error!).contains("within 0.3 s"), "\(error!)")
     }
@@ -123,7 +124,7 @@ import Testing
         cluster.workerEnds[0].freeze()  // the replica that served it (least loaded, first)
         let start = ContinuousClock.now
         var downAfter: Duration?
-        while ContinuousClock.now - start < .seconds(3) {
+        while ContinuousClock.now - start < .seconds(10) {
             if cluster.pipeline.workerStatuses[0].state == .down {
                 downAfter = ContinuousClock.now - start
                 break
@@ -131,13 +132,13 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))
         }
         let after = try #require(downAfter, "the frozen worker was never marked down")
-        #expect(after < .seconds(1.5))
+        #expect(after < .seconds(5))  // 0.3 s of missed heartbeats, with room for a loaded machine
         #expect(cluster.pipeline.faultCounters.lostWorkers == 1)
         let second = try await cluster.pipeline.forward([sequence], tokens: Array(repeating: 5, count: 8))
         #expect(second == first)
         cluster.workerEnds[0].thaw()
         let thawed = ContinuousClock.now
-        while cluster.pipeline.workerStatuses[0].state != .up && ContinuousClock.now - thawed < .seconds(3) {
+        while cluster.pipeline.workerStatuses[0].state != .up && ContinuousClock.now - thawed < .seconds(10) {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(cluster.pipeline.workerStatuses[0].state == .up)
@@ -159,7 +160,7 @@ import Testing
         request.timeout = 0.5
         let start = ContinuousClock.now
         let error = await #expect(throws: RequestTimedOut.self) { _ = try await coordinator.generate(request) }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(10))  // the 0.5 s deadline, not the 60 s retry window
         #expect(ErrorClass.of(error!).httpStatus == 504)
         #expect(cluster.nodes[0].cachedSequenceCount == 0)
         #expect(await coordinator.statistics.timedOut == 1)
