@@ -114,7 +114,7 @@ struct TasksListCommand: Command {
             let example = TaskSuite.examples(split: .eval, count: 1, seed: 2, families: [family])[0]
             print("\(family.rawValue): \(family.summary)")
             print("  prompt:   \(example.prompt)")
-            print("  expected: \(example.answer)")
+            print(family.mechanism == .choice ? "  one answer of several: \(example.answer)" : "  expected: \(example.answer)")
             guard count > 0 else { continue }
             var correct = 0
             for (i, e) in TaskSuite.examples(split: .eval, count: count, seed: 1, families: [family]).enumerated() {
