@@ -216,7 +216,9 @@ func connectedPipeline(
             for _ in 0..<50 {
                 do { try await pipeline.connect() } catch {
                     let message = String(describing: error)
-                    if !message.contains("unreachable") { return message }
+                    // Not up yet, or still paired with the previous coordinator (a worker serves
+                    // one at a time, and on a loaded machine it notices a closed peer late): retry.
+                    if !message.contains("unreachable") && !message.contains("disconnected") { return message }
                     try await Task.sleep(for: .milliseconds(100))
                     continue
                 }
@@ -229,7 +231,8 @@ func connectedPipeline(
             #expect(message.contains("could not prove it holds model"), "\(message)")
             #expect(message.contains("cluster secret"), "\(message)")
         }
-        #expect(try await connectError(guarded, secret: "correct horse") == "connected")
+        let accepted = try await connectError(guarded, secret: "correct horse")
+        #expect(accepted == "connected", "\(accepted)")
 
         // A raw peer: refused before the handshake, and with a forged assignment.
         let socket = try PairSocket.dial(guarded.urls[0], maxMessageBytes: 1 << 24)
