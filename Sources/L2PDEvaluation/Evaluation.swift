@@ -16,6 +16,8 @@ public struct EvaluationRow: Sendable, Codable, Equatable {
     public var tpf: Double
     public var tps: Double
     public var speedup: Double
+    /// Accuracy per task family on the run's prompts (family name to share correct).
+    public var family_accuracy: [String: Double] = [:]
 }
 
 /// The grid `l2pd eval` runs: every policy x cache mode x gen length on the same prompts.
@@ -64,12 +66,16 @@ public enum Evaluation {
             options.eotpGate = plan.eotpGate
             var total = GenerationStatistics()
             var correct = 0
+            var byFamily: [String: (correct: Int, total: Int)] = [:]
             for (i, example) in plan.examples.enumerated() {
                 // An oracle's reference is the plain baseline's answer, which this run already has.
                 options.reference = options.policy.needsReference ? references[run.genLength]?[i] : nil
                 let output = try await generator.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
                 if run.policy == .baseline && run.cache == .none { references[run.genLength, default: [:]][i] = output.canvas }
-                if TaskSuite.isCorrect(example, output: output.text) { correct += 1 }
+                let right = TaskSuite.isCorrect(example, output: output.text)
+                if right { correct += 1 }
+                byFamily[example.family.rawValue, default: (0, 0)].correct += right ? 1 : 0
+                byFamily[example.family.rawValue, default: (0, 0)].total += 1
                 total.nfe += output.statistics.nfe
                 total.positions += output.statistics.positions
                 total.usefulTokens += output.statistics.usefulTokens
@@ -85,7 +91,8 @@ public enum Evaluation {
                 EvaluationRow(
                     policy: run.policy.name, cache: run.cache.rawValue, gen_length: run.genLength, eotp: run.policy.eotp,
                     accuracy: Double(correct) / n, nfe: Double(total.nfe) / n, positions: Double(total.positions) / n,
-                    tpf: total.tpf, tps: total.tps, speedup: reference > 0 ? total.tps / reference : 0))
+                    tpf: total.tpf, tps: total.tps, speedup: reference > 0 ? total.tps / reference : 0,
+                    family_accuracy: byFamily.mapValues { Double($0.correct) / Double(max($0.total, 1)) }))
         }
         return rows
     }
@@ -103,6 +110,20 @@ public enum Evaluation {
                     + String(
                         format: " %5d  %7.3f  %8.1f  %10.0f  %7.2f  %8.1f  %6.2fx", r.gen_length, r.accuracy, r.nfe, r.positions, r.tpf,
                         r.tps, r.speedup))
+        }
+        // Per-family accuracy, one column per family, when the prompts span several.
+        let families = TaskFamily.allCases.map(\.rawValue).filter { f in rows.contains { $0.family_accuracy[f] != nil } }
+        if families.count > 1 {
+            lines.append("")
+            lines.append(
+                "accuracy by family".padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + families.map { $0.padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
+            for r in rows {
+                let label = "\(r.eotp ? r.policy + "+eotp" : r.policy) \(r.cache) \(r.gen_length)"
+                lines.append(
+                    label.padding(toLength: 28, withPad: " ", startingAt: 0)
+                        + families.map { f in r.family_accuracy[f].map { String(format: "%-9.3f", $0) } ?? "-        " }.joined())
+            }
         }
         return lines.joined(separator: "\n")
     }

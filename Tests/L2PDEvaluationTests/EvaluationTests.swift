@@ -42,14 +42,20 @@ import Testing
         var options = GenerationOptions()
         options.genLength = 32
         var correct = 0
+        var byFamily: [String: Double] = [:]
         for (i, example) in plan.examples.enumerated() {
             let output = try await generator.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
-            if TaskSuite.isCorrect(example, output: output.text) { correct += 1 }
+            let right = TaskSuite.isCorrect(example, output: output.text)
+            if right { correct += 1 }
+            byFamily[example.family.rawValue] = right ? 1 : 0  // one prompt per family here
         }
+        #expect(Set(plan.examples.map(\.family)).count == 4)
         #expect(rows[0].accuracy == Double(correct) / 4)
+        #expect(rows[0].family_accuracy == byFamily)
         #expect(rows.allSatisfy { $0.nfe >= 1 && $0.tpf > 0 })
         let table = Evaluation.table(rows)
-        #expect(table.split(separator: "\n").count == 2 + rows.count)
+        // The grid's rows, then a blank line, a header and one row per run by family.
+        #expect(table.split(separator: "\n", omittingEmptySubsequences: false).count == 2 + rows.count + 2 + rows.count)
         let svg = ParetoPlot.svg(rows)
         #expect(svg.hasPrefix("<svg") && svg.contains("threshold"))
     }
