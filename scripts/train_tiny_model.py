@@ -392,7 +392,7 @@ def main():
     budget = args.minutes * 60
     session_wall, session_cpu = time.time(), time.process_time()
     base_minutes, base_cpu = meta["minutes"], meta["cpu_minutes"]
-    last_save, running, window_tokens, window_start = time.time(), None, 0, time.time()
+    last_save, window_steps, window_tokens, window_start = time.time(), 0, 0, time.time()
     sums = [0.0, 0.0, 0.0]
 
     def minutes_now():
@@ -420,11 +420,12 @@ def main():
         meta["tokens"] += x.numel()
         meta["answer_tokens"] += int(content.sum())
         window_tokens += x.numel()
+        window_steps += 1
         for i, v in enumerate((loss, answer_loss, pad_loss)):
             sums[i] += v.item()
         if meta["step"] % 50 == 0:
             rate = window_tokens / max(time.time() - window_start, 1e-6)
-            means = [s / 50 for s in sums]
+            means = [s / window_steps for s in sums]
             cpu = base_cpu + (time.process_time() - session_cpu) / 60
             log.writerow([meta["step"], f"{minutes_now():.2f}", f"{cpu:.2f}", meta["tokens"], meta["answer_tokens"],
                           *(f"{m:.4f}" for m in means), f"{lr:.2e}", f"{rate:.0f}"])
@@ -432,7 +433,7 @@ def main():
             print(f"step {meta['step']}  {minutes_now():6.1f} min  {meta['tokens'] / 1e6:7.1f}M tok  "
                   f"loss {means[0]:.4f} (answer {means[1]:.4f}, pad {means[2]:.4f})  lr {lr:.2e}  {rate:.0f} tok/s",
                   flush=True)
-            sums, window_tokens, window_start = [0.0, 0.0, 0.0], 0, time.time()
+            sums, window_steps, window_tokens, window_start = [0.0, 0.0, 0.0], 0, 0, time.time()
         if time.time() - last_save > args.checkpoint_minutes * 60:
             checkpoint()
             last_save = time.time()
