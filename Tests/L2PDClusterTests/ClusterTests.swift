@@ -396,7 +396,7 @@ func connectedPipeline(
         }
         let replies = try await withThrowingTaskGroup(of: (Int, GenerationReply).self) { group in
             for (i, request) in requests.enumerated() {
-                group.addTask { (i, try await CoordinatorClient(url: url).generate(request, timeout: 60)) }
+                group.addTask { (i, try await CoordinatorClient(url: url).generate(request, timeout: Double(slowRequestSeconds))) }
             }
             var out = [GenerationReply?](repeating: nil, count: requests.count)
             for try await (i, reply) in group { out[i] = reply }
@@ -419,7 +419,7 @@ func connectedPipeline(
                 bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
             default: bytes = Array(#"{"prompt": "What is 1 + 1?", "cache": "sideways"}"#.utf8)
             }
-            let reply = try await socket.request(bytes, timeout: 30)
+            let reply = try await socket.request(bytes, timeout: Double(slowRequestSeconds))
             if let object = try? JSONDecoder().decode([String: String].self, from: Data(reply)), let kind = object["kind"] {
                 refusals.append(kind)
             }
@@ -427,7 +427,7 @@ func connectedPipeline(
         // Every request got an answer; the undecodable ones an error that says so.
         #expect(refusals.count >= 130)
         #expect(refusals.allSatisfy { $0 == ErrorClass.invalidRequest.rawValue })
-        let after = try await CoordinatorClient(url: url).generate(requests[1], timeout: 60)
+        let after = try await CoordinatorClient(url: url).generate(requests[1], timeout: Double(slowRequestSeconds))
         #expect(after.tokens == expected[1])
         let counters = await coordinator.statistics
         #expect(counters.served >= prompts.count + 1)
@@ -483,7 +483,9 @@ func connectedPipeline(
 
         // The load-test client over HTTP: the same answer, and a first block before the end.
         let target = try HTTPClient.parse("http://127.0.0.1:\(port)")
-        let viaHTTP = try await offPool { try HTTPCompletionClient.generate(requests[clientIndex], target: target, timeout: 60) }
+        let viaHTTP = try await offPool {
+            try HTTPCompletionClient.generate(requests[clientIndex], target: target, timeout: Double(slowRequestSeconds))
+        }
         #expect(viaHTTP.reply.text == replies[clientIndex]?.text)
         #expect(viaHTTP.reply.nfe == replies[clientIndex]?.nfe)
         let firstBlock = try #require(viaHTTP.firstBlockSeconds)
@@ -492,7 +494,8 @@ func connectedPipeline(
         let loadTemplate = template
         let load = await LoadTest.run(
             plan: LoadTestPlan(requests: 4, arrivals: .concurrency(2)), prompts: loadPrompts, template: loadTemplate
-        ) { request in try await offPool { try HTTPCompletionClient.generate(request, target: target, timeout: 60) } }
+        ) { request in try await offPool { try HTTPCompletionClient.generate(request, target: target, timeout: Double(slowRequestSeconds)) }
+        }
         #expect(load.ok == 4 && load.failed == 0)
         #expect(load.first_block_p50 != nil && load.first_block_p99! <= load.latency_p99)
 

@@ -113,7 +113,7 @@ enum BoundaryValues {
             let (status, text) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: body) }
             #expect(status == 400, "\(body) -> \(text)")
             #expect(text.contains("invalid_request_error"), "\(body) -> \(text)")
-            let reply = try await RequestSocket(dialing: service.nngURL).request(Array(body.utf8), timeout: 30)
+            let reply = try await RequestSocket(dialing: service.nngURL).request(Array(body.utf8), timeout: Double(slowRequestSeconds))
             let kind = try JSONDecoder().decode([String: String].self, from: Data(reply))["kind"]
             #expect(kind == ErrorClass.invalidRequest.rawValue, "\(body) over nng")
         }
@@ -143,7 +143,7 @@ enum BoundaryValues {
             for value in BoundaryValues.all {
                 let body = BoundaryValues.body(field, value)
                 let (status, text) = try await offPool { try RawHTTP.request(port: port, "POST", "/v1/completions", body: body) }
-                let reply = try await socket.request(Array(body.utf8), timeout: 60)
+                let reply = try await socket.request(Array(body.utf8), timeout: Double(slowRequestSeconds))
                 outcomes.append((value, status, text, String(decoding: reply, as: UTF8.self)))
             }
             for (value, status, text, nng) in outcomes {
@@ -227,7 +227,7 @@ enum BoundaryValues {
             ("empty", []), ("not an object", Array("[1, 2]".utf8)), ("null prompt", Array(#"{"prompt": null}"#.utf8)),
         ]
         for (name, bytes) in nngBodies {
-            let reply = try await RequestSocket(dialing: service.nngURL).request(bytes, timeout: 30)
+            let reply = try await RequestSocket(dialing: service.nngURL).request(bytes, timeout: Double(slowRequestSeconds))
             let kind = try? JSONDecoder().decode([String: String].self, from: Data(reply))["kind"]
             #expect(kind == ErrorClass.invalidRequest.rawValue, "nng \(name): \(String(decoding: reply, as: UTF8.self))")
         }
@@ -256,7 +256,7 @@ enum BoundaryValues {
         #expect(results.filter { !$0.0 }.allSatisfy { $0.1 == 413 })
         #expect(results.first { $0.0 }?.1 == 200)
         // Over nng, a prompt beyond the limit is refused with a message, not tokenized.
-        let reply = try await RequestSocket(dialing: service.nngURL).request(Array(megabyte.utf8), timeout: 30)
+        let reply = try await RequestSocket(dialing: service.nngURL).request(Array(megabyte.utf8), timeout: Double(slowRequestSeconds))
         #expect(String(decoding: reply, as: UTF8.self).contains("accepts at most"))
     }
 }
