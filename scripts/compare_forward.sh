@@ -10,8 +10,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${1:-3}"
 shift || true
-lengths=("${@:-288 512}")
-[ $# -eq 0 ] && lengths=(288 512)
+lengths=(288 512)
+[ $# -gt 0 ] && lengths=("$@")
 python="${PYTHON:-python3}"
 "$root/scripts/l2pd" --help >/dev/null  # builds once
 l2pd="$root/.build/release/l2pd"

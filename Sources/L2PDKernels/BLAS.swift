@@ -21,7 +21,8 @@ public enum BLAS {
     /// - with the AVX-512 foundation set (F, CD, BW, DQ, VL) and weaker kernels picked: `SKYLAKEX`.
     ///   Not `COOPERLAKE` where the CPU has AVX-512 BF16: its sgemm is the same, and on the Xeon
     ///   above the engine's default (BF16-held weights) ran 0.73 s with SkylakeX against 0.82 s.
-    ///   Not `HASWELL` where AVX-512 runs on 256-bit units (Zen 4): SkylakeX measured 1.8x there;
+    ///   Not `HASWELL` where AVX-512 runs on 256-bit units (Zen 4): SkylakeX's products measured
+    ///   about 1.8x Haswell's on one such host, and Haswell within noise of it on another;
     /// - with AVX2 and FMA and weaker kernels picked: `HASWELL`;
     /// - otherwise nil: keep what OpenBLAS picked.
     public static func preferredCoreType(current: String, cpuFlags: Set<String>, userValue: String?) -> String? {
