@@ -2,7 +2,7 @@
 """Golden greedy decodes for Tests/L2PDDecodingTests, from the NumPy reference decoder.
 
 For a checkpoint (default: the embedded default model, Sources/L2PDDefaultModel/Model)
-and a few seeded prompts, runs every policy (baseline, threshold, factor) x cache mode
+and a few seeded prompts, runs every policy (baseline, threshold, factor, frechet) x cache mode
 (none, prefix, dual) x EoTP (off, on) plus a two-tokens-per-step baseline, and writes the
 committed answer, NFE, positions computed and the smallest decision margin of each run.
 
@@ -37,11 +37,12 @@ def main() -> int:
     ap.add_argument("--tasks", help="JSONL from `l2pd tasks export`")
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("--configs", default="all", choices=["all", "peers"],
-                    help="all: x EoTP and a 2-tokens-per-step baseline; peers: 3 policies x 3 cache modes")
+                    help="all: x EoTP and a 2-tokens-per-step baseline; peers: 4 policies x 3 cache modes")
     ap.add_argument("--gen-length", type=int, default=64)
     ap.add_argument("--block-length", type=int, default=16)
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--factor", type=float, default=1.0)
+    ap.add_argument("--delta", type=float, default=0.25)
     a = ap.parse_args()
     model = LLaDA.load(a.checkpoint)
     cfg = model.config
@@ -58,15 +59,15 @@ def main() -> int:
     else:
         prompts = [[int(t) for t in rng.choice(vocab, size=int(rng.integers(5, 20)))] for _ in range(a.prompts)]
     runs = []
-    configs = [(p, c, e, None) for p in ("baseline", "threshold", "factor")
+    configs = [(p, c, e, None) for p in ("baseline", "threshold", "factor", "frechet")
                for c in ("none", "prefix", "dual") for e in (False, True)]
     configs.append(("baseline", "none", False, a.gen_length // 2))
     if a.configs == "peers":
-        configs = [(p, c, False, None) for p in ("baseline", "threshold", "factor") for c in ("none", "prefix", "dual")]
+        configs = [(p, c, False, None) for p in ("baseline", "threshold", "factor", "frechet") for c in ("none", "prefix", "dual")]
     for prompt in prompts:
         for policy, cache, eotp, steps in configs:
             options = Options(gen_length=a.gen_length, block_length=a.block_length, steps=steps, policy=policy,
-                              tau=a.tau, factor=a.factor, cache=cache, eotp=eotp)
+                              tau=a.tau, factor=a.factor, delta=a.delta, cache=cache, eotp=eotp)
             r = decode(model, prompt, options)
             runs.append({"prompt": prompt, "options": options.as_json(), "answer": r["answer"], "nfe": r["nfe"],
                          "positions": r["positions"], "useful_tokens": r["useful_tokens"],

@@ -2,7 +2,7 @@
 """Independent NumPy reference of greedy LLaDA decoding with the Fast-dLLM peers and EoTP.
 
 Written from the published algorithms (LLaDA's low-confidence remasking sampler, Fast-dLLM's
-threshold / factor policies and prefix / dual K/V caches, Learn2PD's end-of-text prediction),
+threshold / factor policies, Fast-dLLM++'s Fréchet-profile rule and prefix / dual K/V caches, Learn2PD's end-of-text prediction),
 not from the Swift decoder. The forward pass is `llada_reference.py` (float64). It exists to
 produce golden decodes for Tests/L2PDDecodingTests; it is slow and meant for tiny models only.
 
@@ -20,6 +20,8 @@ The algorithm (temperature 0):
                 threshold  every one with confidence >= tau, and always the most confident
                 factor     sorted descending c_1 >= c_2 >= ...: the largest n with
                            (n + 1)(1 - c_n) < f, at least 1
+                frechet    sorted descending: L_n = max(0, c_1 + ... + c_n - (n - 1)),
+                           U_n = 1 - c_n; the largest n with L_n - U_n > delta, at least 1
             confidence order is descending with ties broken toward the lower position
             EoTP (optional), after the commit: among still-masked positions that predict
             end-of-text (the whole remaining canvas without a cache, only the current block
@@ -41,7 +43,7 @@ decision. Near ties: float32 (Swift) and float64 (here) can still disagree on a 
 almost equal. Each step records `gap`, the smallest margin of any decision that step made:
 the confidence gap at the commit boundary (top-k: c_k - c_(k+1); threshold: |c - tau| over
 the candidates, and c_1 - c_2 when the forced one is below tau; factor: |c_n - (1 - f/(n+1))|
-and c_n - c_(n+1)), the top-1/top-2 probability gap of every committed prediction, and for
+and c_n - c_(n+1); frechet: |L_n - U_n - delta| and c_n - c_(n+1)), the top-1/top-2 probability gap of every committed prediction, and for
 EoTP the top-1/top-2 gap where end-of-text is one of the two and the gap between the two most
 confident end-of-text candidates. A run's `min_gap` is the smallest over its steps.
 
@@ -49,8 +51,8 @@ API:
     model = LLaDA.load(checkpoint_dir)
     result = decode(model, prompt, Options(...))   -> dict (answer, nfe, positions, ...)
 
-Usage: python3 scripts/reference_decode.py CHECKPOINT_DIR [--policy baseline|threshold|factor]
-           [--tau 0.9] [--factor 1] [--cache none|prefix|dual] [--eotp] [--gen-length 64]
+Usage: python3 scripts/reference_decode.py CHECKPOINT_DIR [--policy baseline|threshold|factor|frechet]
+           [--tau 0.9] [--factor 1] [--delta 0.25] [--cache none|prefix|dual] [--eotp] [--gen-length 64]
            [--block-length 16] [--steps N] TOKEN_ID [TOKEN_ID ...]
 """
 
@@ -72,16 +74,17 @@ class Options:
     gen_length: int = 64
     block_length: int = 16
     steps: int | None = None          # None: gen_length
-    policy: str = "baseline"          # baseline | threshold | factor
+    policy: str = "baseline"          # baseline | threshold | factor | frechet
     tau: float = 0.9
     factor: float = 1.0
+    delta: float = 0.25
     cache: str = "none"               # none | prefix | dual
     eotp: bool = False
 
     def as_json(self) -> dict:
         return {"gen_length": self.gen_length, "block_length": self.block_length,
                 "steps": self.effective_steps, "policy": self.policy, "tau": self.tau,
-                "factor": self.factor, "cache": self.cache, "eotp": self.eotp}
+                "factor": self.factor, "delta": self.delta, "cache": self.cache, "eotp": self.eotp}
 
     @property
     def effective_steps(self) -> int:
@@ -155,6 +158,18 @@ def choose(options: Options, masked: list[int], conf: dict[int, float], quota: i
                 n = rank
             if rank > 1:
                 gap = min(gap, abs(value - (1 - f / (rank + 1))))
+        n = max(1, n)
+        if n < len(c):
+            gap = min(gap, c[n - 1] - c[n])
+        return order[:n], gap
+    if options.policy == "frechet":
+        n, total = 0, 0.0
+        for rank, value in enumerate(c, start=1):
+            total += value
+            statistic = max(0.0, total - (rank - 1)) - (1 - value)
+            if statistic > options.delta:
+                n = rank
+            gap = min(gap, abs(statistic - options.delta))
         n = max(1, n)
         if n < len(c):
             gap = min(gap, c[n - 1] - c[n])
@@ -264,9 +279,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Greedy LLaDA decoding, NumPy reference.")
     parser.add_argument("checkpoint")
     parser.add_argument("tokens", nargs="+", type=int)
-    parser.add_argument("--policy", default="baseline", choices=["baseline", "threshold", "factor"])
+    parser.add_argument("--policy", default="baseline", choices=["baseline", "threshold", "factor", "frechet"])
     parser.add_argument("--tau", type=float, default=0.9)
     parser.add_argument("--factor", type=float, default=1.0)
+    parser.add_argument("--delta", type=float, default=0.25)
     parser.add_argument("--cache", default="none", choices=["none", "prefix", "dual"])
     parser.add_argument("--eotp", action="store_true")
     parser.add_argument("--gen-length", type=int, default=64)
@@ -274,7 +290,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=None)
     a = parser.parse_args(argv[1:])
     options = Options(gen_length=a.gen_length, block_length=a.block_length, steps=a.steps, policy=a.policy,
-                      tau=a.tau, factor=a.factor, cache=a.cache, eotp=a.eotp)
+                      tau=a.tau, factor=a.factor, delta=a.delta, cache=a.cache, eotp=a.eotp)
     result = decode(LLaDA.load(a.checkpoint), a.tokens, options)
     print("answer", result["answer"])
     print(f"nfe {result['nfe']}  positions {result['positions']}  useful {result['useful_tokens']}  "

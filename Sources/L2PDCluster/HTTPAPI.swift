@@ -9,7 +9,7 @@ import L2PDTransport
 ///   in the LLaDA-Instruct chat format;
 /// - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text).
 /// Both POST routes take every decoding field of `DecodingParameters` (`policy`, `gen_length`,
-/// `block_length`, `steps`, `cache`, `eotp`, `eotp_gate`, `threshold`, `factor`, `tau`,
+/// `block_length`, `steps`, `cache`, `eotp`, `eotp_gate`, `threshold`, `factor`, `delta`, `tau`,
 /// `temperature`, `seed`); `max_tokens` stands for `gen_length` when that is absent. Errors are
 /// JSON with the status of their `ErrorClass` (400, 503 with Retry-After, 504, 500). With `"stream": true` the reply is server-sent events: one
 /// chunk each time a block of the answer is committed from its start, a last chunk with the

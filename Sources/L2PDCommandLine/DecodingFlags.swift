@@ -17,6 +17,7 @@ public enum DecodingFlags {
         .option("eotp-gate", "P", "Only truncate when the end-of-text confidence is at least P, in [0, 1]."),
         .option("threshold", "TAU", "Confidence threshold of the threshold policy, in (0, 1].", shown: "0.9"),
         .option("factor", "F", "Factor of the factor policy, in (0, 1e6].", shown: "1.0"),
+        .option("delta", "D", "Margin of the frechet policy (Fréchet lower bound minus error bound), in [-1, 1].", shown: "0.25"),
         .option("tau", "P", "Filter acceptance threshold of learn2pd, in (0, 1).", shown: "the filter's own"),
         .option("temperature", "T", "Gumbel sampling temperature, 0 to 100 (0: greedy).", shown: "0"),
         .option("seed", "N", "Seed for sampling and random remasking, 0 to 2^64-1.", shown: "0"),
@@ -36,6 +37,7 @@ public enum DecodingFlags {
         p.eotpGate = try float(o, "eotp-gate")
         p.threshold = try float(o, "threshold")
         p.factor = try float(o, "factor")
+        p.delta = try float(o, "delta")
         p.tau = try float(o, "tau")
         p.temperature = try float(o, "temperature")
         if let text = o.string("seed") {

@@ -211,6 +211,7 @@ public struct Decoder: Sendable {
             var block: Range<Int> { blockStart..<min(blockStart + options.blockLength, length) }
             let schedule = Decoder.schedule(masked: block.filter { canvas[$0] == mask }.count, steps: stepsPerBlock)
             var stepInBlock = 0
+            var history: (tokens: [Int], confidences: [Float], persistence: [Int])? = nil
             while block.contains(where: { canvas[$0] == mask }) {
                 try Task.checkCancellation()  // a cancelled request stops here and frees its caches
                 // Which positions this pass computes, and under which cache directive.
@@ -241,9 +242,12 @@ public struct Decoder: Sendable {
                 statistics.positions += computed.count
 
                 let n = block.count
+                let tokens = Array(readout.tokens[0..<n])
+                let persistence = StepContext.persistence(
+                    tokens: tokens, previousTokens: history?.tokens, previous: history?.persistence ?? [])
                 let context = StepContext(
                     block: block, masked: block.map { canvas[$0] == mask },
-                    tokens: Array(readout.tokens[0..<n]), confidences: Array(readout.confidences[0..<n]),
+                    tokens: tokens, confidences: Array(readout.confidences[0..<n]),
                     margins: options.policy.needsMargins
                         ? (0..<n).map { readout.topProbabilities[2 * $0] - readout.topProbabilities[2 * $0 + 1] } : nil,
                     scheduled: stepInBlock < schedule.count ? schedule[stepInBlock] : 1,
@@ -251,7 +255,9 @@ public struct Decoder: Sendable {
                     reference: options.reference.map { reference in
                         block.map { $0 - p < reference.count ? reference[$0 - p] : eos }
                     },
-                    seed: options.seed)
+                    seed: options.seed, previousTokens: history?.tokens, previousConfidences: history?.confidences,
+                    persistence: persistence, endOfText: eos)
+                history = (context.tokens, context.confidences, persistence)
                 let decision = options.policy.decide(context)
                 var committed: [Int] = []
                 for i in decision.commit where context.masked[i] {

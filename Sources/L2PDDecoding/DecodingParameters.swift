@@ -13,6 +13,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
     public var eotpGate: Float? = nil
     public var threshold: Float? = nil
     public var factor: Float? = nil
+    public var delta: Float? = nil
     public var tau: Float? = nil
     public var temperature: Float? = nil
     public var seed: UInt64? = nil
@@ -20,7 +21,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case policy, steps, cache, eotp, threshold, factor, tau, temperature, seed
+        case policy, steps, cache, eotp, threshold, factor, delta, tau, temperature, seed
         case genLength = "gen_length"
         case blockLength = "block_length"
         case eotpGate = "eotp_gate"
@@ -36,6 +37,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
     public static let defaultBlockLength = 32
     public static let defaultThreshold: Float = 0.9
     public static let defaultFactor: Float = 1
+    public static let defaultDelta: Float = 0.25
     /// Largest sampling temperature accepted (beyond it sampling is uniform noise).
     public static let maxTemperature: Float = 100
     /// Largest factor accepted (beyond `block length + 1` every position commits anyway).
@@ -73,6 +75,7 @@ public struct DecodingParameters: Sendable, Codable, Equatable {
         var settings = PolicyFactory.Settings()
         settings.threshold = threshold ?? Self.defaultThreshold
         settings.factor = factor ?? Self.defaultFactor
+        settings.delta = delta ?? Self.defaultDelta
         settings.tau = tau
         settings.filter = filter
         // Each policy checks its own parameters; the others are still checked here, so a value

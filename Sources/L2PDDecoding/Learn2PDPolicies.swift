@@ -2,13 +2,28 @@ import Foundation
 import L2PDFilter
 
 extension StepContext {
-    /// The filter's input for this step: the block's confidences zero-padded to the block
-    /// length, then (for the margin variant) each position's top-1 minus top-2 probability.
+    /// The filter's input for this step (see `FilterFeatures`): the block's confidences
+    /// zero-padded to the block length, then the features the variant adds.
     public func filterInput(_ features: FilterFeatures) -> [Float] {
-        var input = confidences + [Float](repeating: 0, count: blockLength - confidences.count)
-        if features == .confidenceMargin {
-            let m = margins ?? [Float](repeating: 0, count: confidences.count)
-            input += m + [Float](repeating: 0, count: blockLength - m.count)
+        let n = confidences.count
+        var input = [Float](repeating: 0, count: features.width(blockLength: blockLength))
+        func put(_ feature: Int, _ value: (Int) -> Float) {
+            for i in 0..<n { input[feature * blockLength + i] = value(i) }
+        }
+        put(0) { confidences[$0] }
+        switch features {
+        case .confidence: break
+        case .confidenceMargin:
+            if let margins { put(1) { margins[$0] } }
+        case .history:
+            let cap = Float(FilterFeatures.persistenceCap)
+            put(1) { masked[$0] ? 1 : 0 }
+            if !persistence.isEmpty { put(2) { min(Float(persistence[$0]), cap) / cap } }
+            if let previousConfidences { put(3) { $0 < previousConfidences.count ? confidences[$0] - previousConfidences[$0] : 0 } }
+            if let margins { put(4) { margins[$0] } }
+            put(5) { tokens[$0] == endOfText ? 1 : 0 }
+            input[6 * blockLength] = Float(masked.filter { $0 }.count) / Float(blockLength)
+            input[6 * blockLength + 1] = Float(stepInBlock) / Float(blockLength)
         }
         return input
     }
@@ -26,7 +41,7 @@ public struct Learn2PDPolicy: UnmaskPolicy {
         self.tau = tau ?? filter.tau
     }
 
-    public var needsMargins: Bool { filter.features == .confidenceMargin }
+    public var needsMargins: Bool { filter.features.needsMargins }
 
     public func decide(_ context: StepContext) -> UnmaskDecision {
         precondition(context.blockLength == filter.blockLength, "filter trained for another block length")

@@ -23,6 +23,15 @@ public struct StepContext: Sendable {
     public var reference: [Int]?
     /// Seed of the request (for random remasking).
     public var seed: UInt64
+    /// Per block position: the prediction and confidence at the block's previous step (nil at
+    /// the block's first step), and how many consecutive earlier steps of this block predicted
+    /// what it predicts now (0 when the prediction is new). The decoder keeps this history so
+    /// policies stay functions of their context.
+    public var previousTokens: [Int]? = nil
+    public var previousConfidences: [Float]? = nil
+    public var persistence: [Int] = []
+    /// The end-of-text token (history features flag predictions of it).
+    public var endOfText: Int = -1
 }
 
 /// A policy's choice: block-relative indices of masked positions to commit this step.
@@ -57,6 +66,15 @@ extension UnmaskPolicy {
 
 extension StepContext {
     /// Masked block indices ordered by confidence, most confident first (ties: leftmost).
+    /// Consecutive-steps counts for predictions `tokens`, given the previous step's
+    /// predictions and counts (positions past the previous block's end start at 0).
+    public static func persistence(tokens: [Int], previousTokens: [Int]?, previous: [Int]) -> [Int] {
+        guard let previousTokens else { return [Int](repeating: 0, count: tokens.count) }
+        return tokens.indices.map { i in
+            i < previousTokens.count && i < previous.count && previousTokens[i] == tokens[i] ? previous[i] + 1 : 0
+        }
+    }
+
     public var maskedByConfidence: [Int] {
         masked.indices.filter { masked[$0] }.sorted {
             confidences[$0] != confidences[$1] ? confidences[$0] > confidences[$1] : $0 < $1
@@ -115,6 +133,29 @@ public struct FactorPolicy: UnmaskPolicy {
         var count = 0
         for (i, index) in order.enumerated() where Float(i + 2) * (1 - context.confidences[index]) < factor {
             count = i + 1
+        }
+        return UnmaskDecision(commit: Array(order.prefix(max(1, count))))
+    }
+}
+
+/// Fast-dLLM++'s Fréchet-profile policy: with confidences sorted descending `c_1 >= c_2 >= ...`,
+/// `L_n = max(0, c_1 + ... + c_n - (n - 1))` is the Fréchet lower bound on the chance that the
+/// first `n` predictions are all right and `U_n = 1 - c_n` the chance that the n-th is wrong;
+/// commit the largest prefix `n` with `L_n - U_n > delta`, and at least one.
+public struct FrechetPolicy: UnmaskPolicy {
+    public let name = "frechet"
+    public let delta: Float
+    public init(delta: Float = 0.25) { self.delta = delta }
+
+    public func decide(_ context: StepContext) -> UnmaskDecision {
+        let order = context.maskedByConfidence
+        var count = 0
+        var sum: Float = 0
+        for (i, index) in order.enumerated() {
+            let c = context.confidences[index]
+            sum += c
+            let lower = max(0, sum - Float(i))
+            if lower - (1 - c) > delta { count = i + 1 }
         }
         return UnmaskDecision(commit: Array(order.prefix(max(1, count))))
     }

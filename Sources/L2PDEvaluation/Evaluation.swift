@@ -10,6 +10,8 @@ public struct EvaluationRow: Sendable, Codable, Equatable {
     public var cache: String
     public var gen_length: Int
     public var eotp: Bool
+    /// The policy's parameter and its value in this run (`threshold=0.7`), when it has one.
+    public var parameter: String? = nil
     public var accuracy: Double
     public var nfe: Double
     public var positions: Double
@@ -18,9 +20,16 @@ public struct EvaluationRow: Sendable, Codable, Equatable {
     public var speedup: Double
     /// Accuracy per task family on the run's prompts (family name to share correct).
     public var family_accuracy: [String: Double] = [:]
+
+    /// `threshold+eotp`, or `threshold(0.7)+eotp` in a sweep.
+    public var label: String {
+        let value = parameter.map { "(" + ($0.split(separator: "=").last.map(String.init) ?? $0) + ")" } ?? ""
+        return policy + value + (eotp ? "+eotp" : "")
+    }
 }
 
-/// The grid `l2pd eval` runs: every policy x cache mode x gen length on the same prompts.
+/// The grid `l2pd eval` runs: every policy x cache mode x gen length on the same prompts, and
+/// each policy at every value of its parameter listed in `sweep`.
 public struct EvaluationPlan: Sendable {
     public var policies: [PolicySpec] = [.baseline]
     public var caches: [CacheMode] = [.none]
@@ -28,21 +37,40 @@ public struct EvaluationPlan: Sendable {
     public var blockLength = 32
     public var examples: [TaskExample] = []
     public var settings = PolicyFactory.Settings()
+    /// Values to sweep per parameter (`threshold`, `factor`, `delta`, `tau`); a parameter
+    /// not listed runs once at its value in `settings`.
+    public var sweep: [String: [Float]] = [:]
     public var eotpGate: Float? = nil
 
     public init() {}
 
+    public typealias Run = (genLength: Int, policy: PolicySpec, cache: CacheMode, settings: PolicyFactory.Settings)
+
     /// The runs in order: per gen length, the plain baseline first (the speedup reference),
-    /// then every listed combination once.
-    public var runs: [(genLength: Int, policy: PolicySpec, cache: CacheMode)] {
-        var out: [(Int, PolicySpec, CacheMode)] = []
+    /// then every listed combination once, a swept policy once per value.
+    public var runs: [Run] {
+        var out: [Run] = []
         for g in genLengths {
-            out.append((g, .baseline, .none))
+            out.append((g, .baseline, .none, settings))
             for p in policies {
-                for c in caches where !(p == .baseline && c == .none) { out.append((g, p, c)) }
+                for s in settingsGrid(p.name) {
+                    for c in caches where !(p == .baseline && c == .none) { out.append((g, p, c, s)) }
+                }
             }
         }
         return out
+    }
+
+    /// The settings a policy runs with: one per swept value of its parameter.
+    func settingsGrid(_ policy: String) -> [PolicyFactory.Settings] {
+        guard let parameter = PolicyFactory.parameter(of: policy), let values = sweep[parameter], !values.isEmpty else {
+            return [settings]
+        }
+        return values.map { value in
+            var s = settings
+            s.set(parameter, value)
+            return s
+        }
     }
 }
 
@@ -51,7 +79,7 @@ public enum Evaluation {
     public static func run(
         _ plan: EvaluationPlan, generator: TextGenerator, progress: @Sendable (String) -> Void
     ) async throws -> [EvaluationRow] {
-        for spec in Set(plan.policies) { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
+        for run in plan.runs { _ = try PolicyFactory.make(run.policy.name, settings: run.settings) }
         var rows: [EvaluationRow] = []
         var baselineTPS: [Int: Double] = [:]
         var references: [Int: [Int: [Int]]] = [:]
@@ -60,7 +88,10 @@ public enum Evaluation {
             var options = GenerationOptions()
             options.genLength = run.genLength
             options.blockLength = plan.blockLength
-            options.policy = try PolicyFactory.make(run.policy.name, settings: plan.settings)
+            options.policy = try PolicyFactory.make(run.policy.name, settings: run.settings)
+            let parameter = PolicyFactory.parameter(of: run.policy.name).flatMap { name in
+                plan.sweep[name] == nil ? nil : run.settings.value(of: name).map { "\(name)=\($0)" }
+            }
             options.cache = run.cache
             options.eotp = run.policy.eotp
             options.eotpGate = plan.eotpGate
@@ -81,7 +112,7 @@ public enum Evaluation {
                 total.usefulTokens += output.statistics.usefulTokens
                 total.seconds += output.statistics.seconds
                 progress(
-                    "[run \(index + 1)/\(runs.count)] \(run.policy.label) cache=\(run.cache.rawValue) gen=\(run.genLength): "
+                    "[run \(index + 1)/\(runs.count)] \(run.policy.label)\(parameter.map { " " + $0 } ?? "") cache=\(run.cache.rawValue) gen=\(run.genLength): "
                         + "\(i + 1)/\(plan.examples.count) prompts, accuracy \(correct)/\(i + 1)")
             }
             let n = Double(max(plan.examples.count, 1))
@@ -90,6 +121,7 @@ public enum Evaluation {
             rows.append(
                 EvaluationRow(
                     policy: run.policy.name, cache: run.cache.rawValue, gen_length: run.genLength, eotp: run.policy.eotp,
+                    parameter: parameter,
                     accuracy: Double(correct) / n, nfe: Double(total.nfe) / n, positions: Double(total.positions) / n,
                     tpf: total.tpf, tps: total.tps, speedup: reference > 0 ? total.tps / reference : 0,
                     family_accuracy: byFamily.mapValues { Double($0.correct) / Double(max($0.total, 1)) }))
@@ -100,11 +132,11 @@ public enum Evaluation {
     /// The table `l2pd eval` prints.
     public static func table(_ rows: [EvaluationRow]) -> String {
         var lines = [
-            "policy            cache   gen  accuracy       nfe   positions      tpf       tps  speedup",
-            String(repeating: "-", count: 88),
+            "policy                 cache   gen  accuracy       nfe   positions      tpf       tps  speedup",
+            String(repeating: "-", count: 93),
         ]
         for r in rows {
-            let policy = (r.eotp ? r.policy + "+eotp" : r.policy).padding(toLength: 17, withPad: " ", startingAt: 0)
+            let policy = r.label.padding(toLength: 22, withPad: " ", startingAt: 0)
             lines.append(
                 policy + " " + r.cache.padding(toLength: 6, withPad: " ", startingAt: 0)
                     + String(
@@ -116,12 +148,12 @@ public enum Evaluation {
         if families.count > 1 {
             lines.append("")
             lines.append(
-                "accuracy by family".padding(toLength: 28, withPad: " ", startingAt: 0)
+                "accuracy by family".padding(toLength: 33, withPad: " ", startingAt: 0)
                     + families.map { $0.padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
             for r in rows {
-                let label = "\(r.eotp ? r.policy + "+eotp" : r.policy) \(r.cache) \(r.gen_length)"
+                let label = "\(r.label) \(r.cache) \(r.gen_length)"
                 lines.append(
-                    label.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    label.padding(toLength: 33, withPad: " ", startingAt: 0)
                         + families.map { f in r.family_accuracy[f].map { String(format: "%-9.3f", $0) } ?? "-        " }.joined())
             }
         }

@@ -55,7 +55,7 @@ struct RecordingPolicy: UnmaskPolicy {
     let name = "egp"
     let recorder: StepRecorder
     var needsReference: Bool { true }
-    var needsMargins: Bool { recorder.features == .confidenceMargin }
+    var needsMargins: Bool { recorder.features.needsMargins }
 
     func decide(_ context: StepContext) -> UnmaskDecision {
         recorder.record(context)

@@ -77,13 +77,26 @@ public enum FilterFeatures: String, Sendable, CaseIterable, Codable {
     case confidence
     /// Confidences, then each position's top-1 minus top-2 probability margin.
     case confidenceMargin = "confidence+margin"
+    /// The block's state and its history, feature-major (B values per feature, zero-padded):
+    /// confidence, masked bit, argmax persistence (steps unchanged, over `persistenceCap`, at most
+    /// 1), confidence change since the previous step, top-1 minus top-2 margin, argmax is
+    /// end-of-text; then two per step: the share of the block still masked and the step index
+    /// in the block over the block length.
+    case history
+
+    /// Persistence counts above this read as this (the feature is `min(count, cap) / cap`).
+    public static let persistenceCap = 4
 
     public func width(blockLength: Int) -> Int {
         switch self {
         case .confidence: return blockLength
         case .confidenceMargin: return 2 * blockLength
+        case .history: return 6 * blockLength + 2
         }
     }
+
+    /// Whether the input needs each position's top-2 probability.
+    public var needsMargins: Bool { self != .confidence }
 }
 
 /// SplitMix64: a small, fully specified generator so seeded runs repeat on every platform.

@@ -23,9 +23,39 @@ struct EvalCommand: Command {
             switch spec.name {
             case "gen-length": return .option("gen-length", "LIST", "Comma-separated gen lengths.", default: "256")
             case "cache": return .option("cache", "LIST", "Comma-separated cache modes.", default: "none")
+            case let name where sweptParameters.contains(name):
+                return .option(
+                    name, "LIST", spec.help + " A comma-separated list runs the policy once per value.", shown: spec.defaultValue ?? "")
             default: return spec
             }
         }.filter { !["policy", "steps", "eotp", "temperature", "seed"].contains($0.name) }
+
+    /// Policy parameters `eval` sweeps when given a list.
+    static let sweptParameters = ["threshold", "factor", "delta", "tau"]
+
+    /// The base settings, and each listed parameter's values in `plan.sweep`, every value checked
+    /// by the same validation as every other door.
+    static func sweepSettings(_ o: ParsedOptions, into plan: inout EvaluationPlan) throws -> PolicyFactory.Settings {
+        var settings = PolicyFactory.Settings()
+        for name in sweptParameters {
+            let values = try o.list(name).map { text -> Float in
+                guard let value = Double(text), value.isFinite, abs(value) <= Double(Float.greatestFiniteMagnitude) else {
+                    throw UsageError("--\(name) expects numbers, got '\(text.prefix(40))'")
+                }
+                return Float(value)
+            }
+            guard let first = values.first else { continue }
+            for value in values {
+                var checked = settings
+                checked.set(name, value)
+                try PolicyFactory.validate(checked)
+            }
+            settings.set(name, first)
+            plan.sweep[name] = values
+        }
+        settings.filter = try ModelLocator.filter(o.string("filter"))
+        return settings
+    }
 
     static func run(_ o: ParsedOptions) async throws {
         var plan = EvaluationPlan()
@@ -36,7 +66,7 @@ struct EvalCommand: Command {
             return g
         }
         plan.blockLength = try o.positiveInt("block-length") ?? DecodingParameters.defaultBlockLength
-        plan.settings = try DecodingOptions.settings(o)
+        plan.settings = try sweepSettings(o, into: &plan)
         plan.eotpGate = try o.double("eotp-gate").map(Float.init)
         let families = try o.list("task").map {
             guard let family = TaskFamily(rawValue: $0) else {
@@ -47,7 +77,7 @@ struct EvalCommand: Command {
         plan.examples = TaskSuite.examples(
             split: .eval, count: try o.positiveInt("limit")!, seed: UInt64(try o.int("task-seed")!),
             families: families.isEmpty ? TaskFamily.allCases : families)
-        for spec in plan.policies { _ = try PolicyFactory.make(spec.name, settings: plan.settings) }
+        for run in plan.runs { _ = try PolicyFactory.make(run.policy.name, settings: run.settings) }
         let generator = try DecodingOptions.generator(o)
         printError("eval: \(plan.runs.count) runs x \(plan.examples.count) prompts")
         let progress = Progress("eval", total: plan.runs.count * plan.examples.count)

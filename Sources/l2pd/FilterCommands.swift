@@ -15,14 +15,16 @@ struct FilterCollectCommand: Command {
             .option("count", "N", "Training-split prompts to run.", default: "100"),
             .option("task", "LIST", "Task families (default: all).", default: nil),
             .option("task-seed", "N", "Seed of the training prompts.", default: "11"),
-            .option("features", "NAME", "Filter input: confidence or confidence+margin.", default: "confidence"),
+            .option(
+                "features", "NAME", "Filter input: \(FilterFeatures.allCases.map(\.rawValue).joined(separator: ", ")) (see the README).",
+                default: "confidence"),
             .option("out", "FILE", "Output records (safetensors).", default: "filter-records.safetensors"),
         ]
         + DecodingOptions.specs.filter { ["model", "gen-length", "block-length", "steps", "threads"].contains($0.name) }
 
     static func run(_ o: ParsedOptions) async throws {
         guard let features = FilterFeatures(rawValue: o.string("features")!) else {
-            throw UsageError("--features must be confidence or confidence+margin")
+            throw UsageError("--features must be one of \(FilterFeatures.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let examples = TaskSuite.examples(
             split: .train, count: try o.positiveInt("count")!, seed: UInt64(try o.int("task-seed")!),

@@ -23,6 +23,7 @@ enum DecodingOptions {
         var settings = PolicyFactory.Settings()
         settings.threshold = p.threshold ?? DecodingParameters.defaultThreshold
         settings.factor = p.factor ?? DecodingParameters.defaultFactor
+        settings.delta = p.delta ?? DecodingParameters.defaultDelta
         settings.tau = p.tau
         try PolicyFactory.validate(settings)
         settings.filter = try ModelLocator.filter(o.string("filter"))

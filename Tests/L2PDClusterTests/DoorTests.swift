@@ -75,7 +75,7 @@ enum BoundaryValues {
     /// Every field a completion body reads, and the fields of a valid, cheap request.
     static let fields = [
         "prompt", "raw", "policy", "gen_length", "block_length", "steps", "cache", "eotp", "eotp_gate", "threshold", "factor",
-        "tau", "temperature", "seed", "stream", "max_tokens", "timeout",
+        "delta", "tau", "temperature", "seed", "stream", "max_tokens", "timeout",
     ]
     static let base: [(String, String)] = [
         ("prompt", "\"What is 1 + 2?\""), ("policy", "\"threshold\""), ("gen_length", "32"), ("block_length", "32"),
@@ -104,6 +104,7 @@ enum BoundaryValues {
             #"{"prompt":"What is 3 + 4?","steps":100000000}"#,
             #"{"prompt":"hi","gen_length":9223372036854775807,"block_length":1}"#,
             #"{"prompt":"hi","eotp":1}"#, #"{"prompt":"hi","block_length":true}"#, #"{"prompt":"hi","eotp_gate":2}"#,
+            #"{"prompt":"hi","policy":"frechet","delta":1.5}"#, #"{"prompt":"hi","delta":"NaN"}"#,
         ]
         let (streamStatus, _) = try await offPool {
             try RawHTTP.request(port: port, "POST", "/v1/completions", body: #"{"prompt":"hi","stream":1}"#)

@@ -16,6 +16,7 @@ struct GoldenDecodes: Decodable {
         let policy: String
         let tau: Float
         let factor: Float
+        let delta: Float?
         let cache: String
         let eotp: Bool
     }
@@ -49,6 +50,7 @@ func options(_ o: GoldenDecodes.Options) throws -> GenerationOptions {
     var settings = PolicyFactory.Settings()
     settings.threshold = o.tau
     settings.factor = o.factor
+    settings.delta = o.delta ?? 0.25
     var options = GenerationOptions()
     options.genLength = o.gen_length
     options.blockLength = o.block_length
@@ -155,6 +157,83 @@ func matchesTheReferenceDecoder(stages: [Range<Int>]) async throws {
         try PolicyFactory.make("threshold", settings: settings)
     }
     #expect(throws: GenerationError.missingFilter) { try PolicyFactory.make("learn2pd") }
+}
+
+/// The Fréchet-profile rule on confidences worked by hand: 0.99, 0.95, 0.90, 0.60 give
+/// L_n - U_n = 0.98, 0.89, 0.74, 0.04 (L_4 = 3.44 - 3, U_4 = 0.4), so delta 0.25 commits three,
+/// delta 0 all four, and a delta above 0.98 still commits the most confident one.
+@Test(arguments: [(Float(0.25), [2, 0, 3]), (Float(0), [2, 0, 3, 1]), (Float(0.95), [2]), (Float(1), [2])] as [(Float, [Int])])
+func frechetCommitsTheLargestPrefixAboveDelta(delta: Float, expected: [Int]) {
+    let context = StepContext(
+        block: 10..<15, masked: [true, true, true, true, false], tokens: [7, 7, 7, 7, 7], confidences: [0.95, 0.6, 0.99, 0.9, 1],
+        margins: nil, scheduled: 1, stepInBlock: 0, step: 0, blockLength: 5, reference: nil, seed: 0)
+    #expect(FrechetPolicy(delta: delta).decide(context).commit == expected)
+}
+
+/// The history input's layout, feature-major over a block of 4 with 3 positions left (EoTP
+/// shortened it): confidence, masked, persistence over the cap, confidence change, margin,
+/// end-of-text flag, then the share still masked and the step over the block length.
+@Test func theHistoryFeaturesAreLaidOutFeatureByFeature() {
+    let context = StepContext(
+        block: 0..<3, masked: [true, false, true], tokens: [5, 9, 1], confidences: [0.5, 0.9, 0.8], margins: [0.1, 0.8, 0.7],
+        scheduled: 1, stepInBlock: 2, step: 6, blockLength: 4, reference: nil, seed: 0, previousTokens: [5, 9, 2],
+        previousConfidences: [0.25, 0.9, 0.4], persistence: [1, 6, 0], endOfText: 1)
+    let input = context.filterInput(.history)
+    #expect(input.count == 26)
+    #expect(Array(input[0..<4]) == [0.5, 0.9, 0.8, 0])
+    #expect(Array(input[4..<8]) == [1, 0, 1, 0])
+    #expect(Array(input[8..<12]) == [0.25, 1, 0, 0])
+    #expect(Array(input[12..<16]) == [0.25, 0, 0.8 - 0.4, 0])
+    #expect(Array(input[16..<20]) == [0.1, 0.8, 0.7, 0])
+    #expect(Array(input[20..<24]) == [0, 0, 1, 0])
+    #expect(Array(input[24..<26]) == [0.5, 0.5])
+    #expect(context.filterInput(.confidence) == [0.5, 0.9, 0.8, 0])
+}
+
+/// Records every context the decoder hands its policy, deciding like the baseline.
+final class ContextLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var contexts: [StepContext] = []
+    func append(_ c: StepContext) { lock.withLock { contexts.append(c) } }
+    var all: [StepContext] { lock.withLock { contexts } }
+}
+
+struct LoggingPolicy: UnmaskPolicy {
+    let name = "baseline"
+    let log: ContextLog
+    func decide(_ context: StepContext) -> UnmaskDecision {
+        log.append(context)
+        return LowConfidencePolicy().decide(context)
+    }
+}
+
+/// The decoder hands each step the previous step's predictions of the same block: none at a
+/// block's first step, and persistence counts that grow while a prediction stays the same.
+@Test func theDecoderHandsPoliciesTheBlocksHistory() async throws {
+    let decoder = Decoder(pipeline: try InProcessPipeline(checkpoint: try defaultCheckpoint()))
+    let log = ContextLog()
+    var o = GenerationOptions()
+    o.genLength = 32
+    o.blockLength = 16
+    o.policy = LoggingPolicy(log: log)
+    _ = try await decoder.generate(prompt: [0, 3, 290, 4, 278, 25, 21, 5, 3, 296, 4, 278], options: o)
+    let contexts = log.all
+    #expect(contexts.count == 32)
+    var grew = false
+    for (i, c) in contexts.enumerated() {
+        #expect(c.endOfText == decoder.pipeline.config.eosTokenID)
+        if c.stepInBlock == 0 {
+            #expect(c.previousTokens == nil && c.previousConfidences == nil && c.persistence.allSatisfy { $0 == 0 })
+            continue
+        }
+        let before = contexts[i - 1]
+        #expect(c.previousTokens == before.tokens && c.previousConfidences == before.confidences)
+        for p in c.tokens.indices {
+            #expect(c.persistence[p] == (c.tokens[p] == before.tokens[p] ? before.persistence[p] + 1 : 0))
+            if c.persistence[p] > 1 { grew = true }
+        }
+    }
+    #expect(grew)
 }
 
 @Test func scheduleSpreadsTheRemainderOverTheFirstSteps() {

@@ -25,6 +25,20 @@ import Testing
             ])
     }
 
+    /// A swept parameter runs each policy that reads it once per value, and only those.
+    @Test func aSweptParameterRunsItsPolicyOncePerValue() throws {
+        var plan = EvaluationPlan()
+        plan.policies = [try PolicySpec(parsing: "threshold"), try PolicySpec(parsing: "frechet+eotp"), try PolicySpec(parsing: "factor")]
+        plan.sweep = ["threshold": [0.5, 0.9], "delta": [0, 0.5]]
+        plan.settings.factor = 2
+        let runs = plan.runs.map { "\($0.policy.label) \($0.settings.threshold) \($0.settings.delta) \($0.settings.factor)" }
+        #expect(
+            runs == [
+                "baseline 0.9 0.25 2.0", "threshold 0.5 0.25 2.0", "threshold 0.9 0.25 2.0", "frechet+eotp 0.9 0.0 2.0",
+                "frechet+eotp 0.9 0.5 2.0", "factor 0.9 0.25 2.0",
+            ])
+    }
+
     /// A small grid on the default model: the baseline's speedup is 1 by definition, every
     /// accuracy is the share of answers the task suite's checker accepts, and the table and the
     /// Pareto picture show every row.

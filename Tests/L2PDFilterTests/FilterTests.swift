@@ -58,6 +58,14 @@ func syntheticDataset(count: Int, blockLength: Int, seed: UInt64) -> FilterDatas
 
 @Test func filterAndRecordsSurviveAFileRoundTrip() throws {
     let directory = FileManager.default.temporaryDirectory
+    for features in FilterFeatures.allCases {
+        let net = FilterNetwork(blockLength: 4, features: features, tau: 0.93, seed: 8)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("filter-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try net.save(to: url)
+        #expect(try FilterNetwork(contentsOf: url) == net)
+        #expect(net.inputWidth == features.width(blockLength: 4))
+    }
     let net = FilterNetwork(blockLength: 4, features: .confidenceMargin, tau: 0.93, seed: 8)
     let url = directory.appendingPathComponent("filter-\(UUID().uuidString).safetensors")
     defer { try? FileManager.default.removeItem(at: url) }
@@ -70,4 +78,23 @@ func syntheticDataset(count: Int, blockLength: Int, seed: UInt64) -> FilterDatas
     try data.save(to: recordsURL)
     #expect(try FilterDataset(contentsOf: recordsURL) == data)
     #expect(throws: (any Error).self) { try FilterNetwork(contentsOf: recordsURL) }
+}
+
+/// The Learn2PD authors' filter format, converted by scripts/convert_authors_filter.py from a
+/// random state dict: our network gives PyTorch's logits (scripts/make_filter_fixtures.py).
+@Test func theAuthorsFilterConvertedGivesPyTorchsLogits() throws {
+    struct Reference: Decodable {
+        let inputs: [[Double]]
+        let logits: [[Double]]
+        let tau: Float
+    }
+    let fixtures = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures")
+    let reference = try JSONDecoder().decode(
+        Reference.self, from: Data(contentsOf: fixtures.appendingPathComponent("authors-filter-logits.json")))
+    let net = try FilterNetwork(contentsOf: fixtures.appendingPathComponent("authors-filter.safetensors"))
+    #expect(net.blockLength == 32 && net.features == .confidence && net.tau == reference.tau)
+    for (input, expected) in zip(reference.inputs, reference.logits) {
+        let logits = net.logits(input.map(Float.init))
+        for (got, want) in zip(logits, expected) { #expect(abs(Double(got) - want) < 1e-4, "\(got) against \(want)") }
+    }
 }
