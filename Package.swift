@@ -85,7 +85,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "L2PDTasksTests", dependencies: ["L2PDTasks"]),
-        .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "L2PDFilterTests", dependencies: ["L2PDFilter", "L2PDModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "L2PDProtocolTests", dependencies: ["L2PDProtocol", "L2PDStageIO"]),
         .testTarget(
             name: "L2PDClusterTests",

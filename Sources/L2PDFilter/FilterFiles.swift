@@ -17,10 +17,11 @@ extension FilterNetwork {
     /// block length, default tau and input features in the metadata.
     public func save(to url: URL) throws {
         let b = blockLength
+        let h = hiddenWidth
         try SafetensorsWriter.write(
             [
-                .init(name: "fc1.weight", shape: [b, inputWidth], values: w1), .init(name: "fc1.bias", shape: [b], values: b1),
-                .init(name: "fc2.weight", shape: [b, b], values: w2), .init(name: "fc2.bias", shape: [b], values: b2),
+                .init(name: "fc1.weight", shape: [h, inputWidth], values: w1), .init(name: "fc1.bias", shape: [h], values: b1),
+                .init(name: "fc2.weight", shape: [b, h], values: w2), .init(name: "fc2.bias", shape: [b], values: b2),
             ],
             metadata: ["block_length": "\(b)", "tau": "\(tau)", "features": features.rawValue, "format": "learn2pd-filter"], to: url)
     }
@@ -28,14 +29,24 @@ extension FilterNetwork {
     public init(contentsOf url: URL) throws {
         let file = try SafetensorsFile(path: url.path)
         let path = url.path
-        guard let blockText = file.metadata["block_length"], let b = Int(blockText), b > 0 else {
-            throw FilterFileError.invalid(path: path, reason: "metadata has no valid block_length")
+        guard let blockText = file.metadata["block_length"], let b = Int(blockText), b > 0, b <= FilterNetwork.maxBlockLength else {
+            throw FilterFileError.invalid(
+                path: path, reason: "metadata has no valid block_length (an integer from 1 to \(FilterNetwork.maxBlockLength))")
+        }
+        let tau = Float(file.metadata["tau"] ?? "0.96")
+        guard let tau, tau.isFinite, tau > 0, tau < 1 else {
+            throw FilterFileError.invalid(path: path, reason: "metadata tau '\(file.metadata["tau"]!.prefix(32))' is not in (0, 1)")
         }
         let features = FilterFeatures(rawValue: file.metadata["features"] ?? "confidence")
         guard let features else {
             throw FilterFileError.invalid(path: path, reason: "unknown filter features '\(file.metadata["features"]!)'")
         }
-        self.init(blockLength: b, features: features, tau: Float(file.metadata["tau"] ?? "") ?? 0.96)
+        // The hidden width is the first layer's output count (the block length in the paper's filter).
+        let h = file.tensors["fc1.weight"]?.shape.first ?? b
+        guard h > 0, h <= FilterNetwork.maxHiddenWidth else {
+            throw FilterFileError.invalid(path: path, reason: "hidden width \(h) is outside 1...\(FilterNetwork.maxHiddenWidth)")
+        }
+        self.init(blockLength: b, features: features, hiddenWidth: h, tau: tau)
         func read(_ name: String, _ shape: [Int]) throws -> [Float] {
             guard let info = file.tensors[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
             guard info.shape == shape else {
@@ -45,9 +56,9 @@ extension FilterNetwork {
             try values.withUnsafeMutableBufferPointer { try file.read(name, into: $0.baseAddress!) }
             return values
         }
-        w1 = try read("fc1.weight", [b, inputWidth])
-        b1 = try read("fc1.bias", [b])
-        w2 = try read("fc2.weight", [b, b])
+        w1 = try read("fc1.weight", [h, inputWidth])
+        b1 = try read("fc1.bias", [h])
+        w2 = try read("fc2.weight", [b, h])
         b2 = try read("fc2.bias", [b])
     }
 }

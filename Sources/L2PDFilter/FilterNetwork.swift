@@ -3,12 +3,16 @@ import L2PDKernels
 import L2PDModel
 
 /// Learn2PD's filter: `Linear(B, B) -> ReLU -> Linear(B, B)` over the block's confidences,
-/// one logit per block position (section 4 of the algorithm notes). Weights are PyTorch
-/// Linear layout (`[out, in]`); a position is accepted when `sigmoid(logit) > tau`.
+/// one logit per block position (section 4 of the algorithm notes); richer inputs widen the
+/// first layer and may widen the hidden layer (`Linear(in, H) -> ReLU -> Linear(H, B)`).
+/// Weights are PyTorch Linear layout (`[out, in]`); a position is accepted when
+/// `sigmoid(logit) > tau`.
 public struct FilterNetwork: Sendable, Equatable {
     public let blockLength: Int
     /// Input width: `blockLength` confidences, plus extra features when `features` says so.
     public let inputWidth: Int
+    /// Hidden units (the paper's: the block length).
+    public let hiddenWidth: Int
     public var w1: [Float]
     public var b1: [Float]
     public var w2: [Float]
@@ -16,50 +20,58 @@ public struct FilterNetwork: Sendable, Equatable {
     public var tau: Float
     public var features: FilterFeatures
 
-    public init(blockLength: Int, features: FilterFeatures = .confidence, tau: Float = 0.96, seed: UInt64 = 0) {
+    public init(
+        blockLength: Int, features: FilterFeatures = .confidence, hiddenWidth: Int? = nil, tau: Float = 0.96, seed: UInt64 = 0
+    ) {
         self.blockLength = blockLength
         self.features = features
         self.inputWidth = features.width(blockLength: blockLength)
+        self.hiddenWidth = hiddenWidth ?? blockLength
         self.tau = tau
         // PyTorch's default Linear init: U(-1/sqrt(in), 1/sqrt(in)).
         var random = SplitMix(seed: seed)
+        let h = self.hiddenWidth
         let bound1 = 1 / Float(inputWidth).squareRoot()
-        let bound2 = 1 / Float(blockLength).squareRoot()
-        w1 = (0..<(blockLength * inputWidth)).map { _ in random.uniform(-bound1, bound1) }
-        b1 = (0..<blockLength).map { _ in random.uniform(-bound1, bound1) }
-        w2 = (0..<(blockLength * blockLength)).map { _ in random.uniform(-bound2, bound2) }
+        let bound2 = 1 / Float(h).squareRoot()
+        w1 = (0..<(h * inputWidth)).map { _ in random.uniform(-bound1, bound1) }
+        b1 = (0..<h).map { _ in random.uniform(-bound1, bound1) }
+        w2 = (0..<(blockLength * h)).map { _ in random.uniform(-bound2, bound2) }
         b2 = (0..<blockLength).map { _ in random.uniform(-bound2, bound2) }
     }
+
+    /// Largest hidden width accepted from a file or a flag.
+    public static let maxHiddenWidth = 1024
+    /// Largest block length a filter file may declare.
+    public static let maxBlockLength = 4096
 
     public var parameterCount: Int { w1.count + b1.count + w2.count + b2.count }
 
     /// Logits for `rows` inputs (`[rows, inputWidth]`), written to `out` (`[rows, blockLength]`);
-    /// `hidden` receives the post-ReLU activations (`[rows, blockLength]`).
+    /// `hidden` receives the post-ReLU activations (`[rows, hiddenWidth]`).
     public func forward(
         _ input: UnsafePointer<Float>, rows: Int, hidden: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) {
         let b = blockLength
+        let h = hiddenWidth
         for r in 0..<rows {
-            for j in 0..<b {
-                hidden[r * b + j] = b1[j]
-                out[r * b + j] = b2[j]
-            }
+            for j in 0..<h { hidden[r * h + j] = b1[j] }
+            for j in 0..<b { out[r * b + j] = b2[j] }
         }
         w1.withUnsafeBufferPointer { w in
             BLAS.gemm(
-                transposeB: true, m: rows, n: b, k: inputWidth, a: input, lda: inputWidth, b: w.baseAddress!, ldb: inputWidth, beta: 1,
-                c: hidden, ldc: b)
+                transposeB: true, m: rows, n: h, k: inputWidth, a: input, lda: inputWidth, b: w.baseAddress!, ldb: inputWidth, beta: 1,
+                c: hidden, ldc: h)
         }
-        for i in 0..<(rows * b) where hidden[i] < 0 { hidden[i] = 0 }
+        for i in 0..<(rows * h) where hidden[i] < 0 { hidden[i] = 0 }
         w2.withUnsafeBufferPointer { w in
-            BLAS.gemm(transposeB: true, m: rows, n: b, k: b, a: hidden, lda: b, b: w.baseAddress!, ldb: b, beta: 1, c: out, ldc: b)
+            BLAS.gemm(transposeB: true, m: rows, n: b, k: h, a: hidden, lda: h, b: w.baseAddress!, ldb: h, beta: 1, c: out, ldc: b)
         }
     }
 
     /// Logits for one input vector.
     public func logits(_ input: [Float]) -> [Float] {
         precondition(input.count == inputWidth)
-        var hidden = [Float](repeating: 0, count: blockLength)
+        var hidden = [Float](repeating: 0, count: hiddenWidth)
         var out = [Float](repeating: 0, count: blockLength)
         input.withUnsafeBufferPointer { x in
             hidden.withUnsafeMutableBufferPointer { h in

@@ -75,8 +75,9 @@ public struct FilterTrainer {
     public static func lossAndGradients(_ net: FilterNetwork, _ data: FilterDataset) -> (loss: Double, gradients: FilterNetwork) {
         let n = data.count
         let b = net.blockLength
+        let h = net.hiddenWidth
         let width = net.inputWidth
-        var hidden = [Float](repeating: 0, count: n * b)
+        var hidden = [Float](repeating: 0, count: n * h)
         var logits = [Float](repeating: 0, count: n * b)
         data.inputs.withUnsafeBufferPointer { x in
             hidden.withUnsafeMutableBufferPointer { h in
@@ -94,30 +95,30 @@ public struct FilterTrainer {
         }
         var grads = net
         grads.b2 = columnSums(dz2, rows: n, columns: b)
-        var dh = [Float](repeating: 0, count: n * b)
+        var dh = [Float](repeating: 0, count: n * h)
         dz2.withUnsafeBufferPointer { d in
-            hidden.withUnsafeBufferPointer { h in
+            hidden.withUnsafeBufferPointer { hid in
                 grads.w2.withUnsafeMutableBufferPointer {
                     BLAS.gemm(
-                        transposeA: true, transposeB: false, m: b, n: b, k: n, a: d.baseAddress!, lda: b, b: h.baseAddress!, ldb: b,
-                        c: $0.baseAddress!, ldc: b)
+                        transposeA: true, transposeB: false, m: b, n: h, k: n, a: d.baseAddress!, lda: b, b: hid.baseAddress!, ldb: h,
+                        c: $0.baseAddress!, ldc: h)
                 }
             }
             net.w2.withUnsafeBufferPointer { w in
                 dh.withUnsafeMutableBufferPointer {
                     BLAS.gemm(
-                        transposeB: false, m: n, n: b, k: b, a: d.baseAddress!, lda: b, b: w.baseAddress!, ldb: b, c: $0.baseAddress!,
-                        ldc: b)
+                        transposeB: false, m: n, n: h, k: b, a: d.baseAddress!, lda: b, b: w.baseAddress!, ldb: h, c: $0.baseAddress!,
+                        ldc: h)
                 }
             }
         }
-        for i in 0..<(n * b) where hidden[i] <= 0 { dh[i] = 0 }
-        grads.b1 = columnSums(dh, rows: n, columns: b)
+        for i in 0..<(n * h) where hidden[i] <= 0 { dh[i] = 0 }
+        grads.b1 = columnSums(dh, rows: n, columns: h)
         dh.withUnsafeBufferPointer { d in
             data.inputs.withUnsafeBufferPointer { x in
                 grads.w1.withUnsafeMutableBufferPointer {
                     BLAS.gemm(
-                        transposeA: true, transposeB: false, m: b, n: width, k: n, a: d.baseAddress!, lda: b, b: x.baseAddress!, ldb: width,
+                        transposeA: true, transposeB: false, m: h, n: width, k: n, a: d.baseAddress!, lda: h, b: x.baseAddress!, ldb: width,
                         c: $0.baseAddress!, ldc: width)
                 }
             }
@@ -135,7 +136,7 @@ public struct FilterTrainer {
     public static func evaluate(_ net: FilterNetwork, _ data: FilterDataset, tau: Float) -> FilterMetrics {
         let n = data.count
         let b = net.blockLength
-        var hidden = [Float](repeating: 0, count: n * b)
+        var hidden = [Float](repeating: 0, count: n * net.hiddenWidth)
         var logits = [Float](repeating: 0, count: n * b)
         data.inputs.withUnsafeBufferPointer { x in
             hidden.withUnsafeMutableBufferPointer { h in

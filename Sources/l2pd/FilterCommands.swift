@@ -60,6 +60,7 @@ struct FilterTrainCommand: Command {
         .option("lr", "RATE", "Learning rate.", default: "0.003"),
         .option("tau", "P", "Acceptance threshold stored in the filter and used for the report.", default: "0.96"),
         .option("seed", "N", "Seed of the initial weights and the 80/10/10 split.", default: "1"),
+        .option("hidden", "N", "Hidden units of the MLP (the paper's filter: the block length).", default: nil),
     ]
 
     static func run(_ o: ParsedOptions) async throws {
@@ -70,8 +71,13 @@ struct FilterTrainCommand: Command {
         var trainer = FilterTrainer()
         trainer.learningRate = Float(try o.double("lr")!)
         let epochs = try o.positiveInt("epochs")!
-        let start = FilterNetwork(blockLength: data.blockLength, features: data.features, tau: Float(tau), seed: seed)
-        printError("filter train: \(train.count) train, \(validation.count) validation, \(test.count) test records")
+        let hidden = try o.positiveInt("hidden") ?? data.blockLength
+        guard hidden <= FilterNetwork.maxHiddenWidth else { throw UsageError("--hidden must be at most \(FilterNetwork.maxHiddenWidth)") }
+        let start = FilterNetwork(
+            blockLength: data.blockLength, features: data.features, hiddenWidth: hidden, tau: Float(tau), seed: seed)
+        printError(
+            "filter train: \(train.count) train, \(validation.count) validation, \(test.count) test records; "
+                + "\(data.features.rawValue) input (\(start.inputWidth)), \(hidden) hidden, \(start.parameterCount) parameters")
         let began = Date()
         let progress = Progress("filter train", total: epochs)
         let net = trainer.train(start, train: train, validation: validation, epochs: epochs, reportEvery: max(1, epochs / 50)) {

@@ -1,4 +1,5 @@
 import Foundation
+import L2PDModel
 import Testing
 
 @testable import L2PDFilter
@@ -15,9 +16,10 @@ func syntheticDataset(count: Int, blockLength: Int, seed: UInt64) -> FilterDatas
     return data
 }
 
-@Test func gradientsMatchFiniteDifferences() {
+@Test(arguments: [nil, 3, 11] as [Int?])
+func gradientsMatchFiniteDifferences(hidden: Int?) {
     let b = 6
-    var net = FilterNetwork(blockLength: b, seed: 3)
+    var net = FilterNetwork(blockLength: b, hiddenWidth: hidden, seed: 3)
     let data = syntheticDataset(count: 20, blockLength: b, seed: 4)
     let (_, grads) = FilterTrainer.lossAndGradients(net, data)
     let h: Float = 1e-2
@@ -96,5 +98,42 @@ func syntheticDataset(count: Int, blockLength: Int, seed: UInt64) -> FilterDatas
     for (input, expected) in zip(reference.inputs, reference.logits) {
         let logits = net.logits(input.map(Float.init))
         for (got, want) in zip(logits, expected) { #expect(abs(Double(got) - want) < 1e-4, "\(got) against \(want)") }
+    }
+}
+
+/// A filter file is an entrance: every bad field value is refused with the facts, never a crash
+/// or a huge allocation.
+@Test func badFilterFilesAreRefusedWithTheFieldNamed() throws {
+    let good = FilterNetwork(blockLength: 4, features: .history, hiddenWidth: 8, tau: 0.9, seed: 1)
+    func write(metadata change: [String: String], fc1Rows: Int = 8) throws -> URL {
+        var metadata = ["block_length": "4", "tau": "0.9", "features": "history", "format": "learn2pd-filter"]
+        metadata.merge(change) { $1 }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bad-filter-\(UUID().uuidString).safetensors")
+        let w = good.inputWidth
+        try SafetensorsWriter.write(
+            [
+                .init(name: "fc1.weight", shape: [fc1Rows, w], values: [Float](repeating: 0.1, count: fc1Rows * w)),
+                .init(name: "fc1.bias", shape: [8], values: good.b1), .init(name: "fc2.weight", shape: [4, 8], values: good.w2),
+                .init(name: "fc2.bias", shape: [4], values: good.b2),
+            ], metadata: metadata, to: url)
+        return url
+    }
+    let loaded = try FilterNetwork(contentsOf: try write(metadata: [:]))
+    #expect(loaded.hiddenWidth == 8 && loaded.features == .history && loaded.tau == 0.9)
+    let cases: [([String: String], Int, String)] = [
+        (["block_length": "0"], 8, "block_length"), (["block_length": "-1"], 8, "block_length"),
+        (["block_length": "1000000000000"], 8, "block_length"), (["block_length": "x"], 8, "block_length"),
+        (["block_length": "5"], 8, "fc1.weight"), (["tau": "NaN"], 8, "tau"), (["tau": "5"], 8, "tau"), (["tau": "1"], 8, "tau"),
+        (["tau": "-0"], 8, "tau"), (["features": "bogus"], 8, "features"), ([:], 2000, "hidden width"), ([:], 7, "fc1.bias"),
+    ]
+    for (metadata, rows, field) in cases {
+        let url = try write(metadata: metadata, fc1Rows: rows)
+        defer { try? FileManager.default.removeItem(at: url) }
+        do {
+            _ = try FilterNetwork(contentsOf: url)
+            Issue.record("accepted \(metadata) with \(rows) hidden rows")
+        } catch {
+            #expect("\(error)".contains(field), "\(metadata), \(rows) rows: \(error)")
+        }
     }
 }
