@@ -20,6 +20,11 @@ let package = Package(
             name: "CNNG",
             providers: [.apt(["libnng-dev"])]
         ),
+        // Certificate checks and a diagnostic TLS handshake on mbedTLS (nng's TLS library), so a
+        // failed tls+tcp:// link is reported with its cause.
+        .target(
+            name: "CTLSCheck",
+            linkerSettings: [.linkedLibrary("mbedtls"), .linkedLibrary("mbedx509"), .linkedLibrary("mbedcrypto")]),
         // The values that cross stage boundaries: forward requests, cache directives, readouts.
         .target(name: "L2PDStageIO"),
         // Math on contiguous Float buffers; knows nothing about models.
@@ -41,7 +46,7 @@ let package = Package(
         // The cluster's binary frame codec (proto/PROTOCOL.md): messages, encode, validating decode.
         .target(name: "L2PDProtocol", dependencies: ["L2PDStageIO"]),
         // nng sockets for the cluster: pair (coordinator to worker), request/reply (clients).
-        .target(name: "L2PDTransport", dependencies: ["CNNG"]),
+        .target(name: "L2PDTransport", dependencies: ["CNNG", "CTLSCheck"]),
         // Cluster roles: worker node, networked pipeline, coordinator actor, HTTP API, cluster files.
         .target(
             name: "L2PDCluster",
@@ -92,7 +97,8 @@ let package = Package(
             dependencies: [
                 "L2PDCluster", "L2PDDefaultModel", "L2PDEngine", "L2PDDecoding", "L2PDModel", "L2PDProtocol", "L2PDTransport",
                 "L2PDTasks", "L2PDFilter", "L2PDTokenizer", "L2PDStageIO", "L2PDEvaluation",
-            ]),
+            ],
+            resources: [.copy("Fixtures")]),
         .testTarget(
             name: "L2PDDecodingTests",
             dependencies: ["L2PDDecoding", "L2PDModel", "L2PDDefaultModel", "L2PDFilter", "L2PDStageIO"],

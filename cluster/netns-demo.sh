@@ -2,6 +2,9 @@
 # Two hosts on one machine: network namespaces l2pd-a (10.77.0.1) and l2pd-b (10.77.0.2)
 # joined by a veth pair. One worker in each, the coordinator in l2pd-a; prints the answer of
 # one generation that crossed the link, then removes everything. Needs root and iproute2.
+# Links between coordinator and workers run over TLS (tls+tcp://, mutual: each side presents a
+# certificate of a throwaway CA from cluster/make-test-certs.sh; needs openssl); PLAINTEXT=1
+# runs them over plain tcp://.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "netns-demo: run as root (it creates network namespaces)" >&2; exit 1; }
@@ -32,14 +35,26 @@ for ns in l2pd-a l2pd-b; do
     ip -n "$ns" link set "l2pd-veth-${ns#l2pd-}" up
 done
 
+scheme=tls+tcp
+tls_json=""
+worker_tls=()
+if [ "${PLAINTEXT:-0}" = 1 ]; then
+    scheme=tcp
+else
+    certs=/tmp/l2pd-netns-certs
+    rm -rf "$certs"
+    HOSTS=10.77.0.1,10.77.0.2 cluster/make-test-certs.sh "$certs" coordinator worker
+    tls_json="\"tls\": {\"ca\": \"$certs/ca.pem\", \"certificate\": \"$certs/coordinator.pem\", \"key\": \"$certs/coordinator.key\"},"
+    worker_tls=(--tls-cert "$certs/worker.pem" --tls-key "$certs/worker.key" --tls-ca "$certs/ca.pem")
+fi
 cat > /tmp/l2pd-netns-cluster.json <<JSON
-{"model": "default", "listen": "tcp://10.77.0.1:7700",
- "workers": [{"url": "tcp://10.77.0.1:7701", "layers": [0, 2]},
-             {"url": "tcp://10.77.0.2:7701", "layers": [2, 4]}]}
+{"model": "default", "listen": "tcp://10.77.0.1:7700", $tls_json
+ "workers": [{"url": "$scheme://10.77.0.1:7701", "layers": [0, 2]},
+             {"url": "$scheme://10.77.0.2:7701", "layers": [2, 4]}]}
 JSON
-ip netns exec l2pd-a "$bin" worker --listen tcp://10.77.0.1:7701 &
+ip netns exec l2pd-a "$bin" worker --listen "$scheme://10.77.0.1:7701" "${worker_tls[@]}" &
 pids+=($!)
-ip netns exec l2pd-b "$bin" worker --listen tcp://10.77.0.2:7701 &
+ip netns exec l2pd-b "$bin" worker --listen "$scheme://10.77.0.2:7701" "${worker_tls[@]}" &
 pids+=($!)
 ip netns exec l2pd-a "$bin" coordinator --cluster /tmp/l2pd-netns-cluster.json &
 pids+=($!)
@@ -47,7 +62,7 @@ for _ in $(seq 1 100); do
     ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --gen-length 32 "What is 1 + 1?" >/dev/null 2>&1 && break
     sleep 0.3
 done
-echo "netns-demo: layers 0..<2 in l2pd-a (10.77.0.1), layers 2..<4 in l2pd-b (10.77.0.2)" >&2
+echo "netns-demo: layers 0..<2 in l2pd-a (10.77.0.1), layers 2..<4 in l2pd-b (10.77.0.2), links over $scheme://" >&2
 echo "prompt: $prompt"
 echo -n "answer: "
 ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --policy threshold --cache dual "$prompt"

@@ -5,3 +5,4 @@
 #include <nng/protocol/pair1/pair.h>
 #include <nng/supplemental/util/platform.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>

@@ -1,5 +1,6 @@
 import Foundation
 import L2PDDecoding
+import L2PDTransport
 
 /// A cluster file: the model, where the coordinator listens for clients, the workers with
 /// their layer ranges (or none, for an even split; workers given the same range are replicas of
@@ -8,6 +9,13 @@ import L2PDDecoding
 ///     {"model": "default", "listen": "tcp://127.0.0.1:7700", "secret": "...",
 ///      "workers": [{"url": "tcp://127.0.0.1:7701", "layers": [0, 2]},
 ///                  {"url": "tcp://127.0.0.1:7702", "layers": [2, 4]}]}
+///
+/// Workers at `tls+tcp://` URLs need a `tls` object: the CA that signed the workers'
+/// certificates, and the coordinator's own certificate and key for workers that require one:
+///
+///     "tls": {"ca": "certs/ca.pem", "certificate": "certs/coordinator.pem", "key": "certs/coordinator.key"}
+///
+/// Relative paths are relative to the cluster file.
 public struct ClusterDescription: Sendable, Equatable {
     public struct Worker: Sendable, Equatable, Decodable {
         public var url: String
@@ -20,6 +28,8 @@ public struct ClusterDescription: Sendable, Equatable {
     public var workers: [Worker]
     /// The shared cluster secret (nil: `L2PD_CLUSTER_TOKEN`, or none).
     public var secret: String? = nil
+    /// TLS files for `tls+tcp://` workers (paths resolved against the cluster file's folder).
+    public var tls: TLSFiles? = nil
 
     public static func load(_ url: URL) throws -> ClusterDescription {
         let data: Data
@@ -31,6 +41,7 @@ public struct ClusterDescription: Sendable, Equatable {
             var listen: String?
             var workers: [Worker]
             var secret: String?
+            var tls: TLSFiles?
         }
         let file: File
         do { file = try JSONDecoder().decode(File.self, from: data) } catch {
@@ -50,8 +61,24 @@ public struct ClusterDescription: Sendable, Equatable {
         if let secret = file.secret, secret.isEmpty {
             throw ClusterError("\(url.path): 'secret' is empty (leave it out for none)", class: .invalidRequest)
         }
+        let tlsWorkers = file.workers.filter { TLSConfiguration.isTLS($0.url) }
+        if !tlsWorkers.isEmpty && file.tls?.ca == nil {
+            throw ClusterError(
+                "\(url.path): worker \(tlsWorkers[0].url) uses TLS: give \"tls\": {\"ca\": FILE} (the CA that signed its certificate)",
+                class: .invalidRequest)
+        }
+        if tlsWorkers.isEmpty && file.tls != nil {
+            throw ClusterError("\(url.path): 'tls' is given, but no worker url is tls+tcp://", class: .invalidRequest)
+        }
+        let folder = url.deletingLastPathComponent()
+        func resolve(_ path: String?) -> String? {
+            guard let path else { return nil }
+            return path.hasPrefix("/") ? path : folder.appendingPathComponent(path).path
+        }
+        let tls = file.tls.map { TLSFiles(ca: resolve($0.ca), certificate: resolve($0.certificate), key: resolve($0.key)) }
         return ClusterDescription(
-            model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers, secret: file.secret)
+            model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers, secret: file.secret,
+            tls: tls)
     }
 
     /// Layer ranges per worker, checked to cover `layers` exactly once.

@@ -44,7 +44,7 @@ public actor Coordinator {
     /// weights), the workers' layers over nng, proving `clusterSecret` to them.
     public init(
         modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
-        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil,
+        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil, tls: TLSConfiguration? = nil,
         limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits(), requestTimeout: Double = 600,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
@@ -52,7 +52,7 @@ public actor Coordinator {
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         let network = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout,
-            faultTolerance: faultTolerance, clusterSecret: clusterSecret, log: log)
+            faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls, log: log)
         self.init(
             pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits,
             requestTimeout: requestTimeout)

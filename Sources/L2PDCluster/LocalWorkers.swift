@@ -15,14 +15,15 @@ public final class LocalWorkers: @unchecked Sendable {
     /// The executable of this process.
     public static var thisExecutable: URL { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() }
 
-    /// Starts `count` workers with `arguments` added to each (`--model`, `--threads`, ...).
-    public init(count: Int, executable: URL = LocalWorkers.thisExecutable, arguments: [String] = []) throws {
+    /// Starts `count` workers with `arguments` added to each (`--model`, `--threads`, ...),
+    /// listening on `scheme://127.0.0.1:PORT` (`tls+tcp` needs `--tls-cert` and `--tls-key`).
+    public init(count: Int, executable: URL = LocalWorkers.thisExecutable, arguments: [String] = [], scheme: String = "tcp") throws {
         self.executable = executable
         self.arguments = arguments
         var attempt = 0
         while true {
             let base = 20_000 + Int.random(in: 0..<12_000)
-            let candidates = (0..<count).map { "tcp://127.0.0.1:\(base + $0)" }
+            let candidates = (0..<count).map { "\(scheme)://127.0.0.1:\(base + $0)" }
             var started: [Process] = []
             for url in candidates { started.append(try Self.start(executable, url: url, arguments: arguments)) }
             Thread.sleep(forTimeInterval: 0.5)  // a worker that cannot listen exits within this

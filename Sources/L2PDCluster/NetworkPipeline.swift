@@ -28,6 +28,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     private let tolerance: FaultTolerance
     private let secret: [UInt8]
     private let log: @Sendable (String) -> Void
+    private let linkCheck: (@Sendable (String) -> String?)?
     private let lock = NSLock()
     private var state: [WorkerState]
     private var sequences: [UInt64: SequenceState] = [:]
@@ -68,22 +69,28 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     /// the request fails.
     public convenience init(
         config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60,
-        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil,
+        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil, tls: TLSConfiguration? = nil,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         _ = try Self.stages(of: workers, layers: config.layers)
-        let sockets = try workers.map { try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes) }
+        let sockets = try workers.map {
+            try PairSocket.dial($0.url, maxMessageBytes: ProtocolLimits.maxFrameBytes, tls: TLSConfiguration.isTLS($0.url) ? tls : nil)
+        }
         try self.init(
             config: config, fingerprint: fingerprint, workers: workers, transports: sockets, timeout: timeout,
-            faultTolerance: faultTolerance, clusterSecret: clusterSecret, log: log)
+            faultTolerance: faultTolerance, clusterSecret: clusterSecret, log: log,
+            linkCheck: { url in TLSConfiguration.diagnose(url: url, tls: TLSConfiguration.isTLS(url) ? tls : nil) })
     }
 
     /// Relays through `transports`, one per worker (nng sockets, or in-memory links in tests).
+    /// `linkCheck` names what is wrong with a worker's address when it cannot be reached at
+    /// start-up (a TLS problem, found by a handshake of its own; blocking, run off the pool).
     public init(
         config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], transports: [any FrameTransport], timeout: Double = 60,
         faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in }, linkCheck: (@Sendable (String) -> String?)? = nil
     ) throws {
+        self.linkCheck = linkCheck
         stages = try Self.stages(of: workers, layers: config.layers)
         precondition(transports.count == workers.count, "one transport per worker")
         self.config = config
@@ -166,7 +173,16 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
 
     /// Greets and assigns every worker now (the coordinator's start-up check).
     public func connect() async throws {
-        for j in workers.indices { try await ensureAssigned(j) }
+        for j in workers.indices {
+            do { try await ensureAssigned(j) } catch {
+                // A link that cannot work (wrong CA, expired certificate, TLS against plaintext)
+                // fails at once with its cause instead of waiting out the connect timeout.
+                if let linkCheck, let problem = try await OffPool.run({ [url = workers[j].url] in linkCheck(url) }) {
+                    throw ClusterError("worker \(j + 1): \(problem)", class: .unavailable)
+                }
+                throw error
+            }
+        }
     }
 
     public func close() {
@@ -548,7 +564,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
             case .peerLost: what = "disconnected during the request"
             case .timeout: what = "did not answer within \(replyTimeout ?? timeout) s"
             case .closed: what = "is no longer served (the pipeline was closed)"
-            case .nng: what = "failed: \(error.detail)"
+            case .nng, .tls: what = "failed: \(error.detail)"
             }
             let lost = error.kind == .unreachable || error.kind == .peerLost
             throw ClusterError(

@@ -40,10 +40,11 @@ public final class WorkerNode: @unchecked Sendable {
     /// Listens on `url` over nng.
     public convenience init(
         listen url: String, modelDirectory: URL, threads: Int, cacheLimits: CacheLimits = CacheLimits(),
-        clusterSecret: String? = nil, weights: WeightFormat = .native, log: @escaping @Sendable (String) -> Void
+        clusterSecret: String? = nil, weights: WeightFormat = .native, tls: TLSConfiguration? = nil,
+        log: @escaping @Sendable (String) -> Void
     ) throws {
         try self.init(
-            transport: try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes), modelDirectory: modelDirectory,
+            transport: try PairSocket.listen(url, maxMessageBytes: ProtocolLimits.maxFrameBytes, tls: tls), modelDirectory: modelDirectory,
             threads: threads, cacheLimits: cacheLimits, clusterSecret: clusterSecret, weights: weights, log: log)
     }
 

@@ -31,17 +31,36 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
         try check(nng_pipe_notify(socket, NNG_PIPE_EV_REM_POST, callback, context), url: url, "pipe notify")
     }
 
-    /// Dials `url` (tcp://, ipc://, inproc://) in the background: the peer may start later.
-    public static func dial(_ url: String, maxMessageBytes: Int) throws -> PairSocket {
+    /// Dials `url` (tcp://, tls+tcp://, ipc://, inproc://) in the background: the peer may
+    /// start later. A `tls+tcp://` URL needs `tls` (a client configuration) and only it may
+    /// have one.
+    public static func dial(_ url: String, maxMessageBytes: Int, tls: TLSConfiguration? = nil) throws -> PairSocket {
+        try TLSConfiguration.checkPairing(url: url, tls: tls, role: .client)
         let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes)
-        try check(nng_dial(s.socket, url, nil, Int32(NNG_FLAG_NONBLOCK)), url: url, "dial")
+        var dialer = nng_dialer()
+        try check(nng_dialer_create(&dialer, s.socket, url), url: url, "dial")
+        if let tls {
+            let config = try tls.nngConfiguration(host: TLSConfiguration.hostAndPort(url)?.host)
+            defer { nng_tls_config_free(config) }  // the dialer holds its own reference
+            try check(nng_dialer_set_ptr(dialer, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(config)), url: url, "TLS setup")
+        }
+        try check(nng_dialer_start(dialer, Int32(NNG_FLAG_NONBLOCK)), url: url, "dial")
         return s
     }
 
-    /// Listens on `url`; fails at once if the address is taken or malformed.
-    public static func listen(_ url: String, maxMessageBytes: Int) throws -> PairSocket {
+    /// Listens on `url`; fails at once if the address is taken or malformed. A `tls+tcp://`
+    /// URL needs `tls` (a server configuration) and only it may have one.
+    public static func listen(_ url: String, maxMessageBytes: Int, tls: TLSConfiguration? = nil) throws -> PairSocket {
+        try TLSConfiguration.checkPairing(url: url, tls: tls, role: .server)
         let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes)
-        try check(nng_listen(s.socket, url, nil, 0), url: url, "listen")
+        var listener = nng_listener()
+        try check(nng_listener_create(&listener, s.socket, url), url: url, "listen")
+        if let tls {
+            let config = try tls.nngConfiguration(host: nil)
+            defer { nng_tls_config_free(config) }
+            try check(nng_listener_set_ptr(listener, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(config)), url: url, "TLS setup")
+        }
+        try check(nng_listener_start(listener, 0), url: url, "listen")
         return s
     }
 

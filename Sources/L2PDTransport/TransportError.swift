@@ -13,6 +13,8 @@ public struct TransportError: Error, CustomStringConvertible, Sendable, Equatabl
         case closed
         /// An nng call failed.
         case nng
+        /// TLS material or a TLS handshake is wrong (the detail says which).
+        case tls
     }
     public let kind: Kind
     public let url: String
@@ -24,7 +26,10 @@ public struct TransportError: Error, CustomStringConvertible, Sendable, Equatabl
         self.detail = detail
     }
 
-    public var description: String { "\(url): \(detail)" }
+    public var description: String { url.isEmpty ? detail : "\(url): \(detail)" }
+
+    /// A TLS problem, in one line.
+    static func tls(_ detail: String, url: String = "") -> TransportError { TransportError(kind: .tls, url: url, detail: detail) }
 
     /// The error of a failed nng call (`rv` non-zero).
     static func nng(_ rv: Int32, url: String, _ what: String) -> TransportError {

@@ -10,7 +10,12 @@ struct WorkerCommand: Command {
     static let path = ["worker"]
     static let summary = "Serve a range of a model's layers to a coordinator (the range is assigned on connect)."
     static let options: [OptionSpec] = [
-        .option("listen", "URL", "Address to listen on (tcp://HOST:PORT, ipc://PATH).", default: "tcp://127.0.0.1:7701"),
+        .option(
+            "listen", "URL", "Address to listen on (tcp://HOST:PORT, tls+tcp://HOST:PORT with --tls-cert and --tls-key, ipc://PATH).",
+            default: "tcp://127.0.0.1:7701"),
+        .option("tls-cert", "FILE", "This worker's certificate (PEM), for a tls+tcp:// address."),
+        .option("tls-key", "FILE", "The certificate's private key (PEM, unencrypted)."),
+        .option("tls-ca", "FILE", "Require coordinators to present a certificate signed by this CA (mutual TLS)."),
         .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
         .option("threads", "N", "Compute threads of this worker.", default: "1"),
         ModelLocator.weightsSpec,
@@ -31,12 +36,15 @@ struct WorkerCommand: Command {
         let secret =
             try o.string("cluster").flatMap { try ClusterDescription.load(URL(fileURLWithPath: $0)).secret }
             ?? ClusterSecret.fromEnvironment
+        let files = TLSFiles(ca: o.string("tls-ca"), certificate: o.string("tls-cert"), key: o.string("tls-key"))
+        let tls = files == TLSFiles() ? nil : try TLSConfiguration(files, role: .server)
         let node = try WorkerNode(
             listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!,
-            cacheLimits: cacheLimits, clusterSecret: secret, weights: try ModelLocator.weightFormat(o)
+            cacheLimits: cacheLimits, clusterSecret: secret, weights: try ModelLocator.weightFormat(o), tls: tls
         ) { line in if !quiet { printError("worker \(url): \(line)") } }
         StopSignals.install("worker \(url)", quiet: quiet)
-        if !quiet { printError("worker \(url): listening\(secret == nil ? "" : " (cluster secret required)")") }
+        let tlsNote = tls == nil ? "" : files.ca == nil ? ", TLS" : ", mutual TLS"
+        if !quiet { printError("worker \(url): listening\(secret == nil ? "" : " (cluster secret required)")\(tlsNote)") }
         await node.serve()
     }
 }
@@ -74,6 +82,7 @@ struct CoordinatorCommand: Command {
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
             timeout: timeout, faultTolerance: tolerance, clusterSecret: description.secret ?? ClusterSecret.fromEnvironment,
+            tls: try description.tls.map { try TLSConfiguration($0, role: .client) },
             limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o),
             requestTimeout: try ServingOptions.requestTimeout(o)
         ) { line in printError("coordinator: \(line)") }

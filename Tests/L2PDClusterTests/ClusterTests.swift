@@ -20,11 +20,12 @@ final class WorkerProcesses: Sendable {
     let local: LocalWorkers
     let model: URL
 
-    init(count: Int, model: URL? = nil, arguments: [String] = []) throws {
+    init(count: Int, model: URL? = nil, arguments: [String] = [], scheme: String = "tcp") throws {
         let model = try model ?? #require(DefaultModel.directory)
         self.model = model
         local = try LocalWorkers(
-            count: count, executable: try Self.executable, arguments: ["--model", model.path, "--threads", "1"] + arguments)
+            count: count, executable: try Self.executable, arguments: ["--model", model.path, "--threads", "1"] + arguments,
+            scheme: scheme)
     }
 
     var urls: [String] { local.urls }
@@ -58,14 +59,14 @@ func receive(_ transport: any FrameTransport, within seconds: Double) async thro
 
 func connectedPipeline(
     _ workers: WorkerProcesses, config: ModelConfig, timeout: Double = 60, faultTolerance: FaultTolerance = FaultTolerance(),
-    clusterSecret: String? = nil
+    clusterSecret: String? = nil, tls: TLSConfiguration? = nil
 ) async throws -> NetworkPipeline {
     let endpoints = zip(workers.urls, LayerPlan.even(layers: config.layers, stages: workers.urls.count)).map {
         WorkerEndpoint(url: $0, layers: $1)
     }
     let pipeline = try NetworkPipeline(
         config: config, fingerprint: try ModelFingerprint.of(directory: workers.model), workers: endpoints, timeout: timeout,
-        faultTolerance: faultTolerance, clusterSecret: clusterSecret)
+        faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls)
     for attempt in 0..<100 {
         do {
             try await pipeline.connect()
@@ -542,6 +543,13 @@ func connectedPipeline(
         #expect(throws: ClusterError.self) { try load("not json") }
         let gap = try load(#"{"workers": [{"url": "x", "layers": [0, 1]}, {"url": "y", "layers": [2, 4]}]}"#)
         #expect(throws: ClusterError.self) { try gap.endpoints(layers: 4) }
+        // TLS: tls+tcp:// workers need a CA; a "tls" without such workers is a mistake; relative
+        // paths are the cluster file's.
+        #expect(throws: ClusterError.self) { try load(#"{"workers": [{"url": "tls+tcp://a:1"}]}"#) }
+        #expect(throws: ClusterError.self) { try load(#"{"tls": {"ca": "ca.pem"}, "workers": [{"url": "tcp://a:1"}]}"#) }
+        let tls = try load(#"{"tls": {"ca": "certs/ca.pem", "key": "/k.pem"}, "workers": [{"url": "tls+tcp://a:1"}]}"#)
+        #expect(tls.tls?.ca == FileManager.default.temporaryDirectory.appendingPathComponent("certs/ca.pem").path)
+        #expect(tls.tls?.key == "/k.pem" && tls.tls?.certificate == nil)
     }
 
 }
