@@ -25,10 +25,13 @@ let package = Package(
         .target(
             name: "CTLSCheck",
             linkerSettings: [.linkedLibrary("mbedtls"), .linkedLibrary("mbedx509"), .linkedLibrary("mbedcrypto")]),
+        // Matrix products on oneDNN (Debian's libdnnl, run-time ISA dispatch): f32, and int8 on
+        // VNNI where the CPU has it; weights packed once.
+        .target(name: "CDNNLMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         // The values that cross stage boundaries: forward requests, cache directives, readouts.
         .target(name: "L2PDStageIO"),
         // Math on contiguous Float buffers; knows nothing about models.
-        .target(name: "L2PDKernels", dependencies: ["CBLAS"]),
+        .target(name: "L2PDKernels", dependencies: ["CBLAS", "CDNNLMatmul"]),
         // LLaDA config, safetensors, layer-range stages, KV cache, readout.
         .target(name: "L2PDModel", dependencies: ["L2PDKernels", "L2PDStageIO"]),
         // Byte-level BPE from tokenizer.json and the LLaDA-Instruct chat format.

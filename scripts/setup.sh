@@ -3,7 +3,7 @@
 # Idempotent; works as root on a fresh machine (uses sudo otherwise).
 set -euo pipefail
 
-packages=(libopenblas-dev libnng-dev libmbedtls-dev pkg-config)
+packages=(libopenblas-dev libnng-dev libmbedtls-dev libdnnl-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -39,6 +39,7 @@ let commands: [any Command.Type] = [
     FilterCalibrateCommand.self,
     ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, TasksListCommand.self,
     BenchForwardCommand.self,
+    BenchProductsCommand.self,
     BenchClusterCommand.self,
     LoadtestCommand.self,
 ]
