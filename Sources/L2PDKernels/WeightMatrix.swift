@@ -43,12 +43,33 @@ public final class WeightMatrix: @unchecked Sendable {
     public let columns: Int
     public let parts: [Part]
     private let owners: [AnyObject]
+    /// Weights packed for oneDNN (int8): then there are no parts, and only products read them.
+    public let packed: PackedMatmul?
 
     public init(parts: [Part], columns: Int, owners: [AnyObject]) {
         self.parts = parts
         self.columns = columns
         self.rows = parts.reduce(0) { $0 + $1.rows }
         self.owners = owners
+        packed = nil
+    }
+
+    /// A matrix held only as a packed oneDNN product.
+    public init(packed: PackedMatmul) {
+        parts = []
+        owners = []
+        rows = packed.rows
+        columns = packed.columns
+        self.packed = packed
+    }
+
+    /// A matrix quantized to int8 per row and packed, from the F32 values `fill` writes (a
+    /// temporary copy of `rows * columns` floats).
+    public static func int8(rows: Int, columns: Int, fill: (UnsafeMutablePointer<Float>) throws -> Void) throws -> WeightMatrix {
+        let floats = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+        defer { floats.deallocate() }
+        try fill(floats)
+        return WeightMatrix(packed: try PackedMatmul(weights: floats, rows: rows, columns: columns, precision: .int8))
     }
 
     /// A matrix held as F32 in owned storage, filled by `fill` (given `rows * columns` floats).
@@ -65,7 +86,7 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// Bytes of weight data (what the matrix costs in memory once every page is touched).
-    public var byteCount: Int { parts.reduce(0) { $0 + $1.rows * columns * $1.dtype.size } }
+    public var byteCount: Int { packed?.weightBytes ?? parts.reduce(0) { $0 + $1.rows * columns * $1.dtype.size } }
 
     /// The dtype of every part, or `nil` when parts differ.
     public var dtype: WeightDType? {
@@ -86,8 +107,10 @@ public final class WeightMatrix: @unchecked Sendable {
         return nil
     }
 
-    /// Writes rows `range` as F32 into `destination` (`range.count * columns` floats).
+    /// Writes rows `range` as F32 into `destination` (`range.count * columns` floats). Not for a
+    /// packed matrix (its rows are not kept).
     public func convert(rows range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        precondition(packed == nil, "a packed weight matrix is read only by products")
         var start = 0
         var out = destination
         for part in parts {

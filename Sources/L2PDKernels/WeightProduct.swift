@@ -47,6 +47,10 @@ public final class WeightProduct {
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         guard m > 0, w.rows > 0 else { return }
+        if let packed = w.packed {
+            multiplyPacked(a, lda: lda, m: m, packed: packed, beta: beta, c: c, ldc: ldc)
+            return
+        }
         // A small product costs less than waking a second thread.
         let parts = m * w.rows * w.columns < WeightProduct.minimumSplitWork ? 1 : threads
         // Split on 16-row boundaries so every thread's share keeps BLAS's column blocking.
@@ -57,6 +61,40 @@ public final class WeightProduct {
         }
         Parallel.run(shares.count) { t in
             run(a, lda: lda, m: m, weight: w, rows: shares[t], beta: beta, c: c, ldc: ldc, tile: tiles[t], output: outputs[t])
+        }
+    }
+
+    /// A packed (oneDNN) product: straight into `c` when strides are plain and nothing is added,
+    /// otherwise through scratch. oneDNN splits it over `threads` threads itself.
+    private func multiplyPacked(
+        _ a: UnsafePointer<Float>, lda: Int, m: Int, packed: PackedMatmul, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let k = packed.columns
+        let n = packed.rows
+        var input = a
+        if lda != k {
+            tiles[0].reserve(m * k)
+            for r in 0..<m { (tiles[0].pointer + r * k).update(from: a + r * lda, count: k) }
+            input = UnsafePointer(tiles[0].pointer)
+        }
+        let direct = beta == 0 && ldc == n
+        if !direct { outputs[0].reserve(m * n) }
+        let out = direct ? c : outputs[0].pointer
+        do {
+            try packed.multiply(input, m: m, into: out, threads: threads)
+        } catch {
+            // oneDNN failing on a product it accepted when it was made is a broken installation.
+            fatalError("\(error)")
+        }
+        guard !direct else { return }
+        for r in 0..<m {
+            let row = c + r * ldc
+            let result = out + r * n
+            if beta == 0 {
+                row.update(from: result, count: n)
+            } else {
+                for j in 0..<n { row[j] = result[j] + beta * row[j] }
+            }
         }
     }
 

@@ -56,17 +56,19 @@ public final class StageWeights: @unchecked Sendable {
         let embeddingShape = [c.embeddingSize, c.dModel]
         let first = layers.lowerBound == 0
         let last = layers.upperBound == c.layers
-        func table(_ name: String) throws -> WeightMatrix {
-            try checkpoint.matrix([name], shapes: [embeddingShape], format: format)
+        // The embedding is read row by row (a lookup), so it stays in the checkpoint's dtype
+        // when the products are int8; an untied head is a product like any other.
+        func table(_ name: String, lookup: Bool) throws -> WeightMatrix {
+            try checkpoint.matrix([name], shapes: [embeddingShape], format: lookup && format == .int8 ? .native : format)
         }
-        embedding = first ? try table("model.transformer.wte.weight") : nil
+        embedding = first ? try table("model.transformer.wte.weight", lookup: true) : nil
         blocks = try layers.map { try BlockWeights(checkpoint: checkpoint, index: $0, format: format) }
         if last {
             finalNorm = try checkpoint.load("model.transformer.ln_f.weight", shape: [c.dModel])
             if c.weightTying {
-                head = try embedding ?? table("model.transformer.wte.weight")
+                head = try embedding ?? table("model.transformer.wte.weight", lookup: true)
             } else {
-                head = try table("model.transformer.ff_out.weight")
+                head = try table("model.transformer.ff_out.weight", lookup: false)
             }
         } else {
             finalNorm = nil
@@ -95,10 +97,11 @@ public final class StageWeights: @unchecked Sendable {
 
     /// The dtypes the matrices are held in, e.g. `bf16` or `bf16+f32`.
     public var dtypeDescription: String {
-        Set(matrices.flatMap { $0.parts.map(\.dtype.rawValue) }).sorted().joined(separator: "+")
+        Set(matrices.flatMap { m in m.packed.map { ["\($0.precision.rawValue) packed"] } ?? m.parts.map(\.dtype.rawValue) }).sorted()
+            .joined(separator: "+")
     }
 
-        /// Reads every page of the stage's weights, so a memory-mapped checkpoint is paged in at
+    /// Reads every page of the stage's weights, so a memory-mapped checkpoint is paged in at
     /// load time instead of during the first forward pass.
     public func prefault() {
         var sum: UInt8 = 0

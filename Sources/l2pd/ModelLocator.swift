@@ -21,14 +21,14 @@ enum ModelLocator {
 
     /// `--weights`: how a stage holds its weights in memory.
     static let weightsSpec = OptionSpec.option(
-        "weights", "native|f32",
-        "How weights are held: native keeps the checkpoint's dtype (bf16 stays 2 bytes, memory-mapped), f32 converts at load.",
+        "weights", "native|f32|int8",
+        "How weights are held: native keeps the checkpoint's dtype (bf16 stays 2 bytes, memory-mapped), f32 converts at load, int8 quantizes at load (per output row) for oneDNN's int8 products (VNNI where the CPU has it).",
         default: "native")
 
     static func weightFormat(_ o: ParsedOptions) throws -> WeightFormat {
         let text = o.string("weights") ?? "native"
         guard let format = WeightFormat(rawValue: text) else {
-            throw UsageError("unknown --weights '\(text.prefix(32))' (known: native, f32)")
+            throw UsageError("unknown --weights '\(text.prefix(32))' (known: native, f32, int8)")
         }
         return format
     }

@@ -51,3 +51,27 @@ func nativeBF16WeightsDecodeLikeF32(cache: CacheMode) async throws {
         #expect(a.statistics.nfe == b.statistics.nfe)
     }
 }
+
+/// int8 weights (quantized per row at load, products on oneDNN): under half of F32's weight
+/// bytes on the embedded model (its embedding stays F32), and answers to the task suite's prompts that
+/// agree with F32's on most prompts (quantization may flip a near tie, so not all), with
+/// no wrong-shape or NaN output anywhere.
+@Test func int8WeightsDecodeCloseToF32() async throws {
+    let checkpoint = try defaultCheckpoint()
+    let int8 = try InProcessPipeline(checkpoint: checkpoint, layerRanges: [0..<2, 2..<4], threads: 2, weights: .int8)
+    let f32 = try InProcessPipeline(checkpoint: checkpoint, layerRanges: [0..<2, 2..<4], threads: 2, weights: .f32)
+    #expect(int8.weightBytes < f32.weightBytes / 2, "int8 holds \(int8.weightBytes) bytes, f32 \(f32.weightBytes)")
+    var options = GenerationOptions()
+    options.genLength = 32
+    options.blockLength = 16
+    let golden = try GoldenDecodes.load()
+    let prompts = Array(Set(golden.runs.map(\.prompt))).sorted { $0.count < $1.count }
+    var same = 0
+    for (i, prompt) in prompts.enumerated() {
+        let a = try await Decoder(pipeline: int8).generate(prompt: prompt, options: options, sequenceID: UInt64(i + 1))
+        let b = try await Decoder(pipeline: f32).generate(prompt: prompt, options: options, sequenceID: UInt64(i + 1))
+        #expect(a.canvas.count == b.canvas.count)
+        if a.canvas == b.canvas { same += 1 }
+    }
+    #expect(prompts.count >= 3 && same * 3 >= prompts.count * 2, "\(same) of \(prompts.count) answers identical")
+}
