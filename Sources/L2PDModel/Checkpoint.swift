@@ -8,8 +8,8 @@ public final class Checkpoint: @unchecked Sendable {
     // @unchecked: every stored property is immutable after `init`.
     public let directory: URL
     public let config: ModelConfig
-    private let files: [String: SafetensorsFile]
-    private let fileOfTensor: [String: String]
+    let files: [String: SafetensorsFile]
+    let fileOfTensor: [String: String]
 
     public static let indexFileName = "model.safetensors.index.json"
     public static let singleFileName = "model.safetensors"
@@ -91,7 +91,48 @@ public final class Checkpoint: @unchecked Sendable {
         guard info.shape == shape else {
             throw CheckpointError.wrongShape(path: file.path, tensor: name, expected: shape, found: info.shape)
         }
-        try file.read(name, into: destination)
+        try readFloats(name, into: destination)
+    }
+
+    /// The suffix of an int8 weight's scales: `X.weight` (I8, `[rows, columns]`) has
+    /// `X.weight_scale` (F32, `[rows]`), and row r is `scale[r] * q[r]` (`l2pd quantize`).
+    public static let scaleSuffix = "_scale"
+
+    /// An int8 weight's values and scales, checked against each other.
+    func int8Tensor(_ name: String) throws -> (q: UnsafeRawBufferPointer, scales: [Float], rows: Int, columns: Int) {
+        let (file, info) = try locate(name)
+        guard info.shape.count == 2 else {
+            throw CheckpointError.invalidQuantization(path: file.path, tensor: name, reason: "must be a matrix, has shape \(info.shape)")
+        }
+        let rows = info.shape[0]
+        var scales = [Float](repeating: 0, count: rows)
+        let scaleName = name + Checkpoint.scaleSuffix
+        guard let scaleInfo = self.info(scaleName) else {
+            throw CheckpointError.invalidQuantization(path: file.path, tensor: name, reason: "has no scales ('\(scaleName)' not found)")
+        }
+        guard scaleInfo.shape == [rows], scaleInfo.dtype != "I8" else {
+            throw CheckpointError.invalidQuantization(
+                path: file.path, tensor: name,
+                reason: "needs \(rows) floating-point scales in '\(scaleName)', found \(scaleInfo.dtype) of shape \(scaleInfo.shape)")
+        }
+        try locate(scaleName).file.read(scaleName, into: &scales)
+        for s in scales where !s.isFinite || s <= 0 {
+            throw CheckpointError.invalidQuantization(
+                path: file.path, tensor: name, reason: "has a scale that is not a positive number: \(s)")
+        }
+        return (try file.bytes(name), scales, rows, info.shape[1])
+    }
+
+    /// Tensor `name` as `Float`: converted from its dtype, or dequantized (`scale[r] * q`) when int8.
+    private func readFloats(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
+        let (file, info) = try locate(name)
+        guard info.dtype == "I8" else { return try file.read(name, into: destination) }
+        let t = try int8Tensor(name)
+        let q = t.q.bindMemory(to: Int8.self)
+        for r in 0..<t.rows {
+            let scale = t.scales[r]
+            for c in 0..<t.columns { destination[r * t.columns + c] = Float(q[r * t.columns + c]) * scale }
+        }
     }
 
     /// Tensors `names` (each `[rows, columns]`, the same `columns`) stacked by rows into one
@@ -111,9 +152,17 @@ public final class Checkpoint: @unchecked Sendable {
         func fill(_ floats: UnsafeMutablePointer<Float>) throws {
             var offset = 0
             for (name, rows) in zip(names, rowCounts) {
-                try locate(name).file.read(name, into: floats + offset * columns)
+                try readFloats(name, into: floats + offset * columns)
                 offset += rows
             }
+        }
+        let quantized = names.map { info($0)?.dtype == "I8" }
+        if format == .int8 && quantized.allSatisfy({ $0 }) {
+            return try int8Matrix(names, rows: rowCounts.reduce(0, +), columns: columns)
+        }
+        if format == .native && quantized.contains(true) {
+            // An int8 checkpoint read without int8 products: dequantized to F32 once.
+            return try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns, fill: fill)
         }
         switch format {
         case .f32:
@@ -130,6 +179,30 @@ public final class Checkpoint: @unchecked Sendable {
             }
             return WeightMatrix(parts: parts, columns: columns, owners: owners)
         }
+    }
+
+    /// Int8 tensors stacked by rows and packed, without an F32 copy. On CPUs whose int8
+    /// kernels take 7-bit weights (no VNNI), each row is requantized to that range.
+    private func int8Matrix(_ names: [String], rows: Int, columns: Int) throws -> WeightMatrix {
+        var q = [Int8](repeating: 0, count: rows * columns)
+        var scales = [Float](repeating: 0, count: rows)
+        let levels = PackedMatmul.weightLevels
+        var row = 0
+        for name in names {
+            let t = try int8Tensor(name)
+            let source = t.q.bindMemory(to: Int8.self)
+            for r in 0..<t.rows {
+                let top = (0..<t.columns).reduce(0) { max($0, abs(Int(source[r * t.columns + $1]))) }
+                // 127 levels read as is; fewer levels keep the top value and round the rest.
+                let factor = top > levels ? Float(levels) / Float(top) : 1
+                for c in 0..<t.columns {
+                    q[(row + r) * columns + c] = Int8((Float(source[r * t.columns + c]) * factor).rounded(.toNearestOrEven))
+                }
+                scales[row + r] = t.scales[r] / factor
+            }
+            row += t.rows
+        }
+        return WeightMatrix(packed: try PackedMatmul(int8: q, scales: scales, rows: rows, columns: columns))
     }
 
     private func locate(_ name: String) throws -> (file: SafetensorsFile, info: TensorInfo) {

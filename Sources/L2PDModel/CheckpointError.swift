@@ -12,6 +12,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case missingTensor(path: String, tensor: String)
     case wrongShape(path: String, tensor: String, expected: [Int], found: [Int])
     case invalidLayerRange(lower: Int, upper: Int, layers: Int)
+    /// An int8 tensor whose scales are missing, misshapen or not positive numbers.
+    case invalidQuantization(path: String, tensor: String, reason: String)
+    case unwritable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -31,13 +34,17 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             return
                 "\(path): tensor '\(tensor)' is truncated (needs \(expected) bytes, file has \(available))"
         case .unsupportedDType(let path, let tensor, let dtype):
-            return "\(path): tensor '\(tensor)' has unsupported dtype \(dtype) (supported: F32, F16, BF16, F64)"
+            return "\(path): tensor '\(tensor)' has unsupported dtype \(dtype) (supported: F32, F16, BF16, F64, and I8 with scales)"
         case .missingTensor(let path, let tensor):
             return "\(path): tensor '\(tensor)' not found"
         case .wrongShape(let path, let tensor, let expected, let found):
             return "\(path): tensor '\(tensor)' has shape \(found), expected \(expected)"
         case .invalidLayerRange(let lower, let upper, let layers):
             return "layer range \(lower)..<\(upper) is not inside the model's \(layers) layers"
+        case .invalidQuantization(let path, let tensor, let reason):
+            return "\(path): int8 tensor '\(tensor)' \(reason)"
+        case .unwritable(let path, let reason):
+            return "\(path): cannot write (\(reason))"
         }
     }
 }

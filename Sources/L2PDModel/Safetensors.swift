@@ -116,11 +116,18 @@ public final class SafetensorsFile: @unchecked Sendable {
         case "F32": return 4
         case "F16", "BF16": return 2
         case "F64": return 8
+        case "I8": return 1
         default: return nil
         }
     }
 
     /// Converts tensor `name` to `Float` into `destination` (room for `elementCount` floats).
+    /// The raw bytes of tensor `name` in the mapping (read-only), for copying or int8 weights.
+    public func bytes(_ name: String) throws -> UnsafeRawBufferPointer {
+        guard let info = tensors[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
+        return UnsafeRawBufferPointer(start: base + info.offset, count: info.byteCount)
+    }
+
     public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
         guard let info = tensors[name] else {
             throw CheckpointError.missingTensor(path: path, tensor: name)

@@ -40,6 +40,7 @@ let commands: [any Command.Type] = [
     ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, TasksListCommand.self,
     BenchForwardCommand.self,
     BenchProductsCommand.self,
+    QuantizeCommand.self,
     BenchClusterCommand.self,
     LoadtestCommand.self,
 ]

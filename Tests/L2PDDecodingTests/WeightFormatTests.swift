@@ -75,3 +75,86 @@ func nativeBF16WeightsDecodeLikeF32(cache: CacheMode) async throws {
     }
     #expect(prompts.count >= 3 && same * 3 >= prompts.count * 2, "\(same) of \(prompts.count) answers identical")
 }
+
+/// `l2pd quantize`'s checkpoint: each projection row within half a step of the original
+/// (`|scale * q - w| <= scale / 2`, `scale = max|w| / 127`), the embedding and norms copied,
+/// and `--weights int8` from it decodes exactly what quantizing at load decodes (where the CPU
+/// takes 127-level weights), while `--weights native` dequantizes it.
+@Test func aQuantizedCheckpointHoldsRowsWithinHalfAStepAndDecodesLikeQuantizingAtLoad() async throws {
+    let original = try defaultCheckpoint()
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("l2pd-int8-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try CheckpointQuantizer.write(original, to: directory)
+    let quantized = try Checkpoint(directory: directory)
+    var checked = 0
+    for name in original.tensorNames {
+        let info = try #require(original.info(name))
+        let copy = try #require(quantized.info(name))
+        #expect(copy.shape == info.shape)
+        guard CheckpointQuantizer.isProjection(name, config: original.config) else {
+            #expect(copy.dtype == info.dtype, "\(name) copied as is")
+            continue
+        }
+        #expect(copy.dtype == "I8" && quantized.info(name + Checkpoint.scaleSuffix)?.shape == [info.shape[0]])
+        let w = try original.load(name, shape: info.shape)
+        let back = try quantized.load(name, shape: info.shape)
+        let (rows, columns) = (info.shape[0], info.shape[1])
+        for r in 0..<rows {
+            let top = (0..<columns).reduce(Float(0)) { max($0, abs(w.pointer[r * columns + $1])) }
+            let step = top > 0 ? top / 127 : 1
+            for c in 0..<columns { #expect(abs(back.pointer[r * columns + c] - w.pointer[r * columns + c]) <= step / 2 * 1.0001) }
+        }
+        checked += 1
+    }
+    #expect(checked == 7 * original.config.layers + (original.config.weightTying ? 0 : 1))
+
+    var options = GenerationOptions()
+    options.genLength = 32
+    options.blockLength = 16
+    let fromFile = try InProcessPipeline(checkpoint: quantized, threads: 2, weights: .int8)
+    let atLoad = try InProcessPipeline(checkpoint: original, threads: 2, weights: .int8)
+    let dequantized = try InProcessPipeline(checkpoint: quantized, threads: 2, weights: .native)
+    #expect(fromFile.weightBytes < dequantized.weightBytes / 2)
+    for (i, prompt) in Array(Set(try GoldenDecodes.load().runs.map(\.prompt))).enumerated() {
+        let a = try await Decoder(pipeline: fromFile).generate(prompt: prompt, options: options, sequenceID: UInt64(i + 1))
+        let b = try await Decoder(pipeline: atLoad).generate(prompt: prompt, options: options, sequenceID: UInt64(i + 1))
+        _ = try await Decoder(pipeline: dequantized).generate(prompt: prompt, options: options, sequenceID: UInt64(i + 1))
+        if PackedMatmul.weightLevels == 127 { #expect(a.canvas == b.canvas, "prompt #\(i)") }
+    }
+}
+
+/// An int8 tensor without usable scales is refused with one line naming it.
+@Test func int8TensorsWithoutUsableScalesAreRefused() throws {
+    let config = try defaultCheckpoint().directory.appendingPathComponent("config.json")
+    func attempt(_ scale: SafetensorsWriter.Tensor?) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("l2pd-bad-int8-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: config, to: directory.appendingPathComponent("config.json"))
+        let model = directory.appendingPathComponent("model.safetensors")
+        try SafetensorsWriter.write(scale.map { [$0] } ?? [], to: model)
+        // Splice an I8 tensor in by hand: the writer only writes floats.
+        let data = try Data(contentsOf: model)
+        let headerLength = Int(data.prefix(8).withUnsafeBytes { $0.load(as: UInt64.self) })
+        var header = try #require(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + headerLength))) as? [String: Any])
+        let dataStart = data.count - 8 - headerLength
+        header["w.weight"] = ["dtype": "I8", "shape": [2, 3], "data_offsets": [dataStart, dataStart + 6]]
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        out.append(data.subdata(in: (8 + headerLength)..<data.count))
+        out.append(contentsOf: [1, 2, 3, 0xFF, 0x80, 0x7F])
+        try out.write(to: model)
+        do {
+            _ = try Checkpoint(directory: directory).load("w.weight", shape: [2, 3])
+            return "loaded"
+        } catch { return "\(error)" }
+    }
+    #expect(try attempt(nil).contains("int8 tensor 'w.weight' has no scales"))
+    #expect(try attempt(.init(name: "w.weight_scale", shape: [3], values: [1, 1, 1])).contains("needs 2 floating-point scales"))
+    #expect(try attempt(.init(name: "w.weight_scale", shape: [2], values: [1, -1])).contains("not a positive number"))
+    #expect(try attempt(.init(name: "w.weight_scale", shape: [2], values: [1, .nan])).contains("not a positive number"))
+    #expect(try attempt(.init(name: "w.weight_scale", shape: [2], values: [0.5, 2])) == "loaded")
+}
