@@ -17,11 +17,13 @@
 # one-process answer has the same tokens).
 #
 # Environment: L2PD_DEMO_PROMPT (the prompt), L2PD_DEMO_THREADS (threads per worker; default
-# all cores: the two workers take turns, so each can use every core while the other waits).
+# all cores: the two workers take turns, so each can use every core while the other waits),
+# L2PD_DEMO_WEIGHTS=int8 (quantize DIR once into DIR-int8 with `l2pd quantize` and run every
+# process from it with --weights int8; default native).
 set -euo pipefail
 dir="${1:-}"
 if [ -z "$dir" ] || [ "$dir" = "-h" ] || [ "$dir" = "--help" ]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     [ -n "$dir" ] && exit 0 || exit 2
 fi
 cd "$(dirname "$0")/.."
@@ -59,6 +61,19 @@ else
     python3 scripts/make_random_checkpoint.py "$dir"
 fi
 
+weights="${L2PD_DEMO_WEIGHTS:-native}"
+case "$weights" in
+native) ;;
+int8)
+    if ! complete "$dir-int8"; then
+        rm -rf "$dir-int8"
+        echo "big-model-demo: quantizing $dir into $dir-int8" >&2
+        "$bin" quantize --model "$dir" --out "$dir-int8"
+    fi
+    dir="$dir-int8"
+    ;;
+*) echo "big-model-demo: L2PD_DEMO_WEIGHTS must be native or int8" >&2 && exit 2 ;;
+esac
 prompt="${L2PD_DEMO_PROMPT:-What is 922 + 268?}"
 threads="${L2PD_DEMO_THREADS:-$(nproc)}"
 work="$(mktemp -d)"
@@ -84,9 +99,9 @@ EOF
 decode=(--gen-length 32 --block-length 32 --cache dual)
 
 echo "big-model-demo: starting two workers and a coordinator" >&2
-"$bin" worker --listen tcp://127.0.0.1:7821 --model "$dir" --threads "$threads" 2>"$work/worker1.log" &
+"$bin" worker --listen tcp://127.0.0.1:7821 --model "$dir" --weights "$weights" --threads "$threads" 2>"$work/worker1.log" &
 worker1=$!
-"$bin" worker --listen tcp://127.0.0.1:7822 --model "$dir" --threads "$threads" 2>"$work/worker2.log" &
+"$bin" worker --listen tcp://127.0.0.1:7822 --model "$dir" --weights "$weights" --threads "$threads" 2>"$work/worker2.log" &
 worker2=$!
 pids+=("$worker1" "$worker2")
 "$bin" coordinator --cluster "$work/cluster.json" --http http://127.0.0.1:7829 --connect-timeout 600 --timeout 600 \
@@ -122,9 +137,9 @@ python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.
 stop
 
 echo "big-model-demo: generating in one process (workers stopped)" >&2
-"$bin" generate --model "$dir" "${decode[@]}" --weights native --json "$prompt" >"$work/single-answer.json"
+"$bin" generate --model "$dir" "${decode[@]}" --weights "$weights" --json "$prompt" >"$work/single-answer.json"
 
-python3 - "$work" <<'EOF'
+python3 - "$work" "$weights" <<'EOF'
 import json, re, sys
 work = sys.argv[1]
 def metric(name, labels=""):
@@ -144,6 +159,7 @@ passes = full + cached
 sent, received = metric("wire_bytes_total", '{direction="sent"}'), metric("wire_bytes_total", '{direction="received"}')
 print(json.dumps({
     "workers": 2,
+    "weights": sys.argv[2],
     "max_worker_rss_gib": round(max(rss), 3),
     "load_seconds": round(max(loads), 2),
     "full_pass_seconds": round(metric("wire_pass_seconds_total", '{kind="full"}') / full, 3) if full else None,

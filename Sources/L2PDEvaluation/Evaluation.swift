@@ -74,10 +74,21 @@ public struct EvaluationPlan: Sendable {
     }
 }
 
+/// One answer of an evaluation run (`l2pd eval --answers FILE` writes one JSON line each).
+public struct EvaluationAnswer: Sendable, Codable, Equatable {
+    /// The run's label: `threshold(0.7)+eotp cache=dual gen=256`.
+    public var run: String
+    public var prompt_index: Int
+    public var family: String
+    public var answer: String
+    public var correct: Bool
+}
+
 public enum Evaluation {
-    /// Runs the plan; `progress` receives one line per finished prompt.
+    /// Runs the plan; `progress` receives one line per finished prompt, `answers` every answer.
     public static func run(
-        _ plan: EvaluationPlan, generator: TextGenerator, progress: @Sendable (String) -> Void
+        _ plan: EvaluationPlan, generator: TextGenerator, progress: @Sendable (String) -> Void,
+        answers: @Sendable (EvaluationAnswer) -> Void = { _ in }
     ) async throws -> [EvaluationRow] {
         for run in plan.runs { _ = try PolicyFactory.make(run.policy.name, settings: run.settings) }
         var rows: [EvaluationRow] = []
@@ -104,6 +115,11 @@ public enum Evaluation {
                 let output = try await generator.generate(example.prompt, options: options, sequenceID: UInt64(i + 1))
                 if run.policy == .baseline && run.cache == .none { references[run.genLength, default: [:]][i] = output.canvas }
                 let right = TaskSuite.isCorrect(example, output: output.text)
+                answers(
+                    EvaluationAnswer(
+                        run:
+                            "\(run.policy.label)\(parameter.map { "(" + $0 + ")" } ?? "") cache=\(run.cache.rawValue) gen=\(run.genLength)",
+                        prompt_index: i, family: example.family.rawValue, answer: output.text, correct: right))
                 if right { correct += 1 }
                 byFamily[example.family.rawValue, default: (0, 0)].correct += right ? 1 : 0
                 byFamily[example.family.rawValue, default: (0, 0)].total += 1

@@ -17,6 +17,7 @@ struct EvalCommand: Command {
                 default: nil),
             .option("task-seed", "N", "Seed of the evaluation prompts.", default: "1"),
             .option("json", "FILE", "Write {\"rows\": [...]} to FILE."),
+            .option("answers", "FILE", "Write every answer to FILE, one JSON line each (run, prompt_index, family, answer, correct)."),
             .option("plot", "FILE", "Draw accuracy against TPF for every row (SVG)."),
         ]
         + DecodingOptions.specs.map { spec in
@@ -81,7 +82,18 @@ struct EvalCommand: Command {
         let generator = try DecodingOptions.generator(o)
         printError("eval: \(plan.runs.count) runs x \(plan.examples.count) prompts")
         let progress = Progress("eval", total: plan.runs.count * plan.examples.count)
-        let rows = try await Evaluation.run(plan, generator: generator) { line in progress.advance(extra: line) }
+        let answerLines = AnswerLines()
+        let rows = try await Evaluation.run(plan, generator: generator) { line in
+            progress.advance(extra: line)
+        } answers: {
+            answerLines.append($0)
+        }
+        if let path = o.string("answers") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let text = try answerLines.all.map { String(decoding: try encoder.encode($0), as: UTF8.self) }.joined(separator: "\n")
+            try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        }
         print(Evaluation.table(rows))
         if let path = o.string("json") {
             let encoder = JSONEncoder()
@@ -157,4 +169,12 @@ struct TasksListCommand: Command {
         print("Prompts outside these families get answers in the same shapes (often a number), not conversation:")
         print("the embedded model knows only its task suite.")
     }
+}
+
+/// Answers collected across the evaluation's runs (appended from one task at a time).
+final class AnswerLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [EvaluationAnswer] = []
+    func append(_ answer: EvaluationAnswer) { lock.withLock { lines.append(answer) } }
+    var all: [EvaluationAnswer] { lock.withLock { lines } }
 }

@@ -49,8 +49,17 @@ import Testing
         plan.policies = [try PolicySpec(parsing: "threshold")]
         plan.genLengths = [32]
         plan.examples = TaskSuite.examples(split: .eval, count: 4, seed: 5)
-        let rows = try await Evaluation.run(plan, generator: generator) { _ in }
+        let collected = AnswerBox()
+        let rows = try await Evaluation.run(plan, generator: generator) { _ in
+        } answers: {
+            collected.append($0)
+        }
         #expect(rows.count == 2)
+        // One answer per run and prompt, whose correct flags add up to the row's accuracy.
+        let answers = collected.all
+        #expect(answers.count == 2 * plan.examples.count)
+        #expect(Set(answers.map(\.run)) == ["baseline cache=none gen=32", "threshold cache=none gen=32"])
+        #expect(Double(answers.filter { $0.run.hasPrefix("baseline") && $0.correct }.count) / 4 == rows[0].accuracy)
         #expect(rows[0].policy == "baseline" && rows[0].speedup == 1)
         // The baseline's accuracy, recomputed from its own answers.
         var options = GenerationOptions()
@@ -114,4 +123,11 @@ import Testing
         // First blocks at i/100 s for the eight answered prompts 0, 1, 3, 4, 6, 7, 9, 10.
         #expect(report.first_block_p50 == 0.04 && report.first_block_p99 == 0.10)
     }
+}
+
+final class AnswerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answers: [EvaluationAnswer] = []
+    func append(_ a: EvaluationAnswer) { lock.withLock { answers.append(a) } }
+    var all: [EvaluationAnswer] { lock.withLock { answers } }
 }
