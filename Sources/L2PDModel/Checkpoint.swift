@@ -156,19 +156,27 @@ public final class Checkpoint: @unchecked Sendable {
                 offset += rows
             }
         }
+        // Tensors copied into a held form leave their mapped pages behind, to be dropped.
+        func released(_ matrix: WeightMatrix) -> WeightMatrix {
+            for name in names {
+                locate(name: name)?.release(name)
+                if info(name)?.dtype == "I8" { locate(name: name + Checkpoint.scaleSuffix)?.release(name + Checkpoint.scaleSuffix) }
+            }
+            return matrix
+        }
         let quantized = names.map { info($0)?.dtype == "I8" }
         if format == .int8 && quantized.allSatisfy({ $0 }) {
-            return try int8Matrix(names, rows: rowCounts.reduce(0, +), columns: columns)
+            return released(try int8Matrix(names, rows: rowCounts.reduce(0, +), columns: columns))
         }
         if format == .native && quantized.contains(true) {
             // An int8 checkpoint read without int8 products: dequantized to F32 once.
-            return try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns, fill: fill)
+            return released(try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns, fill: fill))
         }
         switch format {
         case .f32:
-            return try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns, fill: fill)
+            return released(try WeightMatrix.f32(rows: rowCounts.reduce(0, +), columns: columns, fill: fill))
         case .int8:
-            return try WeightMatrix.int8(rows: rowCounts.reduce(0, +), columns: columns, fill: fill)
+            return released(try WeightMatrix.int8(rows: rowCounts.reduce(0, +), columns: columns, fill: fill))
         case .native:
             var parts: [WeightMatrix.Part] = []
             var owners: [AnyObject] = []
@@ -204,6 +212,8 @@ public final class Checkpoint: @unchecked Sendable {
         }
         return WeightMatrix(packed: try PackedMatmul(int8: q, scales: scales, rows: rows, columns: columns))
     }
+
+    private func locate(name: String) -> SafetensorsFile? { fileOfTensor[name].flatMap { files[$0] } }
 
     private func locate(_ name: String) throws -> (file: SafetensorsFile, info: TensorInfo) {
         guard let fileName = fileOfTensor[name], let file = files[fileName], let info = file.tensors[name] else {

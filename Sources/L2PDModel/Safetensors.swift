@@ -122,6 +122,19 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
 
     /// Converts tensor `name` to `Float` into `destination` (room for `elementCount` floats).
+    /// Lets the kernel drop the pages of tensor `name` from this process (they were copied,
+    /// converted or packed, and nothing reads them again): a worker's resident memory then holds
+    /// what it computes with, not the file it came from. A later read faults them back in.
+    public func release(_ name: String) {
+        guard let info = tensors[name], info.byteCount > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // Whole pages inside the tensor only: its neighbours may still be in use.
+        let start = (info.offset + page - 1) / page * page
+        let end = (info.offset + info.byteCount) / page * page
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+    }
+
     /// The raw bytes of tensor `name` in the mapping (read-only), for copying or int8 weights.
     public func bytes(_ name: String) throws -> UnsafeRawBufferPointer {
         guard let info = tensors[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
