@@ -33,6 +33,11 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var blasKernels: String
     /// The CPU flags of `BLAS.reportedFlags` this machine has.
     public var cpuFeatures: [String]
+    /// With int8 weights: GOP/s of an int8 2048^3 product on the same kernels (the peak of
+    /// that precision), `forwardGFLOPS` over it, and the oneDNN kernels that ran.
+    public var int8PeakGOPS: Double? = nil
+    public var ratioToInt8Peak: Double? = nil
+    public var productKernels: String? = nil
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.
@@ -98,7 +103,8 @@ public enum ForwardBenchmark {
         let (forwardSeconds, stage) = try timePasses(weights)
         let f32Seconds = weights == .native ? try timePasses(.f32).seconds : nil
         let forwardGFLOPS = flops / forwardSeconds / 1e9
-        return ForwardBenchmarkResult(
+        let int8 = weights == .int8 ? try int8Peak(threads: threads) : nil
+        var result = ForwardBenchmarkResult(
             canvasLength: length, readPositions: reads, threads: threads, repetitions: repetitions,
             forwardSeconds: forwardSeconds, forwardGFLOPS: forwardGFLOPS,
             gemmSameShapesGFLOPS: sameShapesGFLOPS, gemmPeakGFLOPS: peak,
@@ -107,6 +113,29 @@ public enum ForwardBenchmark {
             f32ForwardSeconds: f32Seconds, nativeToF32: f32Seconds.map { $0 / forwardSeconds },
             cacheBytesPerRequest: stage.cacheBytes(length: length), blasKernels: BLAS.coreName,
             cpuFeatures: BLAS.reportedFlags.filter(BLAS.cpuFlags().contains))
+        if let int8 {
+            result.int8PeakGOPS = int8.gops
+            result.ratioToInt8Peak = forwardGFLOPS / int8.gops
+            result.productKernels = int8.kernels
+        }
+        return result
+    }
+
+    /// GOP/s of a 2048 x 2048 x 2048 int8 product (input quantization included), best of 3.
+    static func int8Peak(threads: Int) throws -> (gops: Double, kernels: String) {
+        let n = 2048
+        let w = FloatBuffer(capacity: n * n)
+        for i in 0..<(n * n) { w.pointer[i] = Float(i % 13) * 0.01 - 0.06 }
+        let product = try PackedMatmul(weights: w.pointer, rows: n, columns: n, precision: .int8)
+        let out = FloatBuffer(capacity: n * n)
+        try product.multiply(w.pointer, m: n, into: out.pointer, threads: threads)
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            try product.multiply(w.pointer, m: n, into: out.pointer, threads: threads)
+            best = min(best, seconds(ContinuousClock.now - start))
+        }
+        return (2 * Double(n) * Double(n) * Double(n) / best / 1e9, product.implementation)
     }
 
     /// Median seconds to run every product of `shapes` once, each product's rows split over

@@ -17,8 +17,8 @@ struct BenchForwardCommand: Command {
         .option("repetitions", "N", "Timed passes; the median is reported.", default: "10"),
         .option("threads", "N", "BLAS threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
         .option(
-            "weights", "native|f32",
-            "How the timed stage holds its weights; native also times f32 in the same run. The random model is written in bf16.",
+            "weights", "native|f32|int8",
+            "How the timed stage holds its weights; native also times f32 in the same run; int8 also measures the int8 peak. The random model is written in bf16.",
             default: "native"),
         .flag("json", "Print one JSON object instead of a table."),
     ]
@@ -75,6 +75,11 @@ struct BenchForwardCommand: Command {
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))
             print(String(format: "2048^3 product (peak)              %7.1f GFLOP/s", result.gemmPeakGFLOPS))
             print(String(format: "ratio forward/peak %.2f   forward/same-shapes %.2f", result.ratio, result.ratioToSameShapes))
+            if let peak = result.int8PeakGOPS, let ratio = result.ratioToInt8Peak {
+                print(
+                    String(format: "int8 2048^3 product (peak)         %7.1f GOP/s   forward/int8-peak %.2f   kernels ", peak, ratio)
+                        + (result.productKernels ?? "?"))
+            }
             print(
                 String(
                     format: "weights %@: %.1f MiB held; K/V cache %.1f MiB per request of %d positions", result.weights,
