@@ -28,10 +28,13 @@ let package = Package(
         // Matrix products on oneDNN (Debian's libdnnl, run-time ISA dispatch): f32, and int8 on
         // VNNI where the CPU has it; weights packed once.
         .target(name: "CDNNLMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+        // The forward pass's element-wise kernels (softmax pieces, RMSNorm, SwiGLU) built for
+        // AVX-512, AVX2+FMA and baseline, picked at run time.
+        .target(name: "CElementwise"),
         // The values that cross stage boundaries: forward requests, cache directives, readouts.
         .target(name: "L2PDStageIO"),
         // Math on contiguous Float buffers; knows nothing about models.
-        .target(name: "L2PDKernels", dependencies: ["CBLAS", "CDNNLMatmul"]),
+        .target(name: "L2PDKernels", dependencies: ["CBLAS", "CDNNLMatmul", "CElementwise"]),
         // LLaDA config, safetensors, layer-range stages, KV cache, readout.
         .target(name: "L2PDModel", dependencies: ["L2PDKernels", "L2PDStageIO"]),
         // Byte-level BPE from tokenizer.json and the LLaDA-Instruct chat format.
@@ -81,7 +84,7 @@ let package = Package(
         .testTarget(name: "L2PDCommandLineTests", dependencies: ["L2PDCommandLine", "L2PDDecoding"]),
         .testTarget(name: "L2PDTransportTests", dependencies: ["L2PDTransport"]),
         .testTarget(name: "L2PDEngineTests", dependencies: ["L2PDEngine", "L2PDDecoding"]),
-        .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels"]),
+        .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels", "CElementwise"]),
         .testTarget(
             name: "L2PDModelTests",
             dependencies: ["L2PDModel", "L2PDStageIO"],

@@ -1,5 +1,8 @@
-/// Element-wise kernels on contiguous `Float` buffers, written with 8-wide SIMD and a scalar
-/// tail. They allocate nothing; callers own every buffer.
+import CElementwise
+
+/// Element-wise kernels on contiguous `Float` buffers. The loops of the forward pass run in C
+/// (`CElementwise`), built for AVX-512, AVX2+FMA and baseline and chosen at run time; `exp`
+/// for single lanes stays here. They allocate nothing; callers own every buffer.
 public enum VectorMath {
     public typealias Vector = SIMD8<Float>
 
@@ -38,25 +41,8 @@ public enum VectorMath {
     }
 
     /// Largest element of `x[0..<count]` (`-infinity` when empty).
-    @inlinable
     public static func max(_ x: UnsafePointer<Float>, count: Int) -> Float {
-        var i = 0
-        var best: Float = -.infinity
-        if count >= 8 {
-            var acc = load(x)
-            i = 8
-            while i + 8 <= count {
-                let next = load(x + i)
-                acc = acc.replacing(with: next, where: next .> acc)
-                i += 8
-            }
-            best = acc.max()
-        }
-        while i < count {
-            best = Swift.max(best, x[i])
-            i += 1
-        }
-        return best
+        l2pd_max(x, Int64(count))
     }
 
     /// Sum of `x[0..<count]`.
@@ -77,43 +63,13 @@ public enum VectorMath {
     }
 
     /// In place `x[i] = exp(x[i] - shift)`; returns the sum of the results.
-    @inlinable
     public static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Float {
-        var acc = Vector()
-        let s = Vector(repeating: shift)
-        var i = 0
-        while i + 8 <= count {
-            let e = exp(load(x + i) - s)
-            store(e, x + i)
-            acc += e
-            i += 8
-        }
-        var total = acc.sum()
-        if i < count {
-            // Tail through the same polynomial so every lane rounds identically.
-            var tail = Vector(repeating: -.infinity)
-            for j in 0..<(count - i) { tail[j] = x[i + j] }
-            let e = exp(tail - s)
-            for j in 0..<(count - i) {
-                x[i + j] = e[j]
-                total += e[j]
-            }
-        }
-        return total
+        l2pd_exp_shifted(x, Int64(count), shift)
     }
 
     /// In place `x[i] *= factor`.
-    @inlinable
     public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
-        var i = 0
-        while i + 8 <= count {
-            store(load(x + i) * factor, x + i)
-            i += 8
-        }
-        while i < count {
-            x[i] *= factor
-            i += 1
-        }
+        l2pd_scale(x, Int64(count), factor)
     }
 
     /// Numerically stable softmax of each of `rows` rows of length `columns` (row stride
@@ -135,48 +91,17 @@ public enum VectorMath {
         _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, dimension: Int,
         epsilon: Float, out: UnsafeMutablePointer<Float>
     ) {
-        for r in 0..<rows {
-            let src = x + r * dimension
-            let dst = out + r * dimension
-            var acc = Vector()
-            var i = 0
-            while i + 8 <= dimension {
-                let v = load(src + i)
-                acc += v * v
-                i += 8
-            }
-            var squares = acc.sum()
-            while i < dimension {
-                squares += src[i] * src[i]
-                i += 1
-            }
-            let inverse = 1 / (squares / Float(dimension) + epsilon).squareRoot()
-            i = 0
-            while i + 8 <= dimension {
-                store(load(src + i) * inverse * load(weight + i), dst + i)
-                i += 8
-            }
-            while i < dimension {
-                dst[i] = src[i] * inverse * weight[i]
-                i += 1
-            }
-        }
+        for r in 0..<rows { l2pd_rms_norm(x + r * dimension, weight, out + r * dimension, Int64(dimension), epsilon) }
     }
 
     /// SwiGLU gate in place: `gate[i] = silu(gate[i]) * up[i]`, `silu(g) = g / (1 + e^-g)`.
     public static func siluGate(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 8 <= count {
-            let g = load(gate + i)
-            store(g / (1 + exp(-g)) * load(up + i), gate + i)
-            i += 8
-        }
-        while i < count {
-            let g = gate[i]
-            gate[i] = g / (1 + _exp(-g)) * up[i]
-            i += 1
-        }
+        l2pd_silu_gate(gate, up, Int64(count))
     }
+
+    /// The build of the element-wise kernels in use (`avx512`, `avx2` or `portable`), picked
+    /// from the CPU on first use; `L2PD_KERNELS` names one.
+    public static var kernels: String { String(cString: l2pd_elementwise_kernels()) }
 
     /// Scalar `exp` through the same polynomial as the SIMD path.
     @inlinable

@@ -1,3 +1,4 @@
+import CElementwise
 import Foundation
 import Testing
 
@@ -233,5 +234,41 @@ func weightProductMatchesPlainGemm(threads: Int, m: Int) {
         for i in 0..<(m * n) { worst = max(worst, abs(out.pointer[i] - beta * Float(i % 5) - expected.pointer[i])) }
         // Sums of 4096 terms, added in another order: rounding differs, a wrong row or column would not.
         #expect(worst < 1e-3, "m \(m), beta \(beta)")
+    }
+}
+
+/// Every build of the element-wise kernels this CPU runs (AVX-512, AVX2, portable), called
+/// side by side at awkward lengths (1, a lane short, a lane over, long), against Double.
+@Test(arguments: ["portable", "avx2", "avx512"])
+func everyElementwiseBuildMatchesDoubles(build: String) throws {
+    guard let kernels = l2pd_elementwise_named(build)?.pointee else { return }  // not on this CPU
+    for n in [1, 7, 8, 9, 15, 16, 17, 31, 33, 1000] {
+        let original = randomFloats(n, seed: UInt64(n), scale: 20)
+        var x = original
+        let top = x.withUnsafeBufferPointer { kernels.max($0.baseAddress!, Int64(n)) }
+        #expect(top == original.max()!, "\(build) max n=\(n)")
+        let total = x.withUnsafeMutableBufferPointer { kernels.exp_shifted($0.baseAddress!, Int64(n), top) }
+        let exact = original.map { Foundation.exp(Double($0 - top)) }
+        for i in 0..<n { #expect(abs(Double(x[i]) - exact[i]) <= 2e-7 * max(exact[i], 1e-30) + 1e-38, "\(build) exp n=\(n)") }
+        #expect(abs(Double(total) - exact.reduce(0, +)) <= 1e-5 * exact.reduce(0, +))
+        x.withUnsafeMutableBufferPointer { kernels.scale($0.baseAddress!, Int64(n), 0.5) }
+        for i in 0..<n { #expect(abs(Double(x[i]) - exact[i] * 0.5) <= 2e-7 * exact[i] + 1e-38) }
+        let w = randomFloats(n, seed: 99)
+        var out = [Float](repeating: 0, count: n)
+        original.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                out.withUnsafeMutableBufferPointer { kernels.rms_norm(xp.baseAddress!, wp.baseAddress!, $0.baseAddress!, Int64(n), 1e-5) }
+            }
+        }
+        let inverse = 1 / (original.reduce(0) { $0 + Double($1) * Double($1) } / Double(n) + 1e-5).squareRoot()
+        for i in 0..<n { #expect(abs(Double(out[i]) - Double(original[i]) * inverse * Double(w[i])) < 1e-5, "\(build) rms n=\(n)") }
+        var gate = original
+        gate.withUnsafeMutableBufferPointer { g in
+            w.withUnsafeBufferPointer { kernels.silu_gate(g.baseAddress!, $0.baseAddress!, Int64(n)) }
+        }
+        for i in 0..<n {
+            let g = Double(original[i])
+            #expect(abs(Double(gate[i]) - g / (1 + Foundation.exp(-g)) * Double(w[i])) < 1e-5, "\(build) silu n=\(n)")
+        }
     }
 }
