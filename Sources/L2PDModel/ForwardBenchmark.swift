@@ -38,6 +38,8 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var int8PeakGOPS: Double? = nil
     public var ratioToInt8Peak: Double? = nil
     public var productKernels: String? = nil
+    /// The build of the element-wise kernels (`avx512`, `avx2`, `portable`).
+    public var elementwiseKernels: String = VectorMath.kernels
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.

@@ -69,7 +69,7 @@ struct BenchForwardCommand: Command {
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
             print(
-                "canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions), OpenBLAS kernels \(result.blasKernels)"
+                "canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions), OpenBLAS kernels \(result.blasKernels), element-wise \(result.elementwiseKernels)"
             )
             print(String(format: "forward pass            %8.2f ms  %7.1f GFLOP/s", result.forwardSeconds * 1e3, result.forwardGFLOPS))
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))

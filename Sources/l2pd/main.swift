@@ -40,8 +40,8 @@ let commands: [any Command.Type] = [
     ServeCommand.self, WorkerCommand.self, CoordinatorCommand.self, TasksExportCommand.self, TasksListCommand.self,
     BenchForwardCommand.self,
     BenchProductsCommand.self,
-    QuantizeCommand.self,
     BenchClusterCommand.self,
+    QuantizeCommand.self,
     LoadtestCommand.self,
 ]
 
