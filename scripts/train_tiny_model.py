@@ -202,11 +202,14 @@ def export(model, tok, directory, meta):
 
 
 def load_examples(path, tok, eot_id):
+    """(prompt ids, answer ids + <|eot_id|>, family index) per example, and the family names."""
     with open(path) as f:
         rows = [json.loads(line) for line in f]
+    families = sorted({e.get("family", "all") for e in rows})
+    index = {name: i for i, name in enumerate(families)}
     prompts = tok.encode_batch([chat(e["prompt"]) for e in rows], add_special_tokens=False)
     answers = tok.encode_batch([e["answer"] for e in rows], add_special_tokens=False)
-    return [(p.ids, a.ids + [eot_id]) for p, a in zip(prompts, answers)]
+    return [(p.ids, a.ids + [eot_id], index[e.get("family", "all")]) for p, a, e in zip(prompts, answers, rows)], families
 
 
 class Batches:
@@ -243,7 +246,8 @@ class Batches:
         x = torch.full((n_rows, width), eos_id, dtype=torch.long)
         answer_region = torch.zeros((n_rows, width), dtype=torch.bool)
         content = torch.zeros((n_rows, width), dtype=torch.bool)
-        for i, (p, a) in enumerate(rows):
+        family = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        for i, (p, a, _) in enumerate(rows):
             x[i, : len(p)] = torch.tensor(p)
             x[i, len(p): len(p) + len(a)] = torch.tensor(a)
             answer_region[i, len(p):] = True
@@ -252,7 +256,7 @@ class Batches:
         t = torch.rand(n_rows, 1, generator=g) * 0.98 + 0.02
         masked = (torch.rand(x.shape, generator=g) < t) & answer_region
         noisy = torch.where(masked, torch.full_like(x, mask_id), x)
-        return x, noisy, masked, t, content, answer_region & ~content
+        return x, noisy, masked, t, content, answer_region & ~content, family
 
 
 def loss_terms(model, x, noisy, masked, t, content, pad):
@@ -261,7 +265,7 @@ def loss_terms(model, x, noisy, masked, t, content, pad):
     weighted = ce * masked / t
     answer_loss = (weighted * content).sum(1) / content.sum(1).clamp(min=1)
     pad_loss = (weighted * pad).sum(1) / pad.sum(1).clamp(min=1)
-    return (answer_loss + 0.5 * pad_loss).mean(), answer_loss.mean(), pad_loss.mean()
+    return (answer_loss + 0.5 * pad_loss).mean(), answer_loss.mean(), pad_loss.mean(), answer_loss.detach()
 
 
 def learning_rate(args, step, frac):
@@ -360,7 +364,7 @@ def main():
     assert sizes["embedding_size"] >= tok.get_vocab_size()
 
     eos_id, mask_id, eot_id = tok.token_to_id(EOS), tok.token_to_id(MASK), tok.token_to_id(EOT)
-    examples = load_examples(args.tasks, tok, eot_id)
+    examples, families = load_examples(args.tasks, tok, eot_id)
     if not 0 <= args.long_share <= 1:
         ap.error("--long-share must be between 0 and 1")
     batches = Batches(examples, args.tokens_per_batch, args.long_share)
@@ -393,6 +397,15 @@ def main():
     if new_log:
         log.writerow(["step", "minutes", "cpu_minutes", "tokens", "answer_tokens", "loss", "answer_loss", "pad_loss",
                       "lr", "tokens_per_s"])
+    # Answer loss per task family over the same windows (which families are learnt, which lag).
+    family_path = os.path.join(args.out, "family-loss.csv")
+    new_family_log = not os.path.exists(family_path)
+    family_file = open(family_path, "a", newline="")
+    family_log = csv.writer(family_file)
+    if new_family_log:
+        family_log.writerow(["step", "minutes", *families])
+    family_sums = torch.zeros(len(families), dtype=torch.float64)
+    family_counts = torch.zeros(len(families), dtype=torch.float64)
 
     budget = args.minutes * 60
     session_wall, session_cpu = time.time(), time.process_time()
@@ -415,8 +428,10 @@ def main():
         lr = learning_rate(args, meta["step"], minutes_now() * 60 / budget)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, noisy, masked, t, content, pad = (v.to(device) for v in batches.draw(rng, eos_id, mask_id))
-        loss, answer_loss, pad_loss = loss_terms(step_fn, x, noisy, masked, t, content, pad)
+        x, noisy, masked, t, content, pad, family = (v.to(device) for v in batches.draw(rng, eos_id, mask_id))
+        loss, answer_loss, pad_loss, row_loss = loss_terms(step_fn, x, noisy, masked, t, content, pad)
+        family_sums += torch.bincount(family.cpu(), weights=row_loss.cpu().double(), minlength=len(families))
+        family_counts += torch.bincount(family.cpu(), minlength=len(families)).double()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -435,6 +450,11 @@ def main():
             log.writerow([meta["step"], f"{minutes_now():.2f}", f"{cpu:.2f}", meta["tokens"], meta["answer_tokens"],
                           *(f"{m:.4f}" for m in means), f"{lr:.2e}", f"{rate:.0f}"])
             log_file.flush()
+            family_log.writerow([meta["step"], f"{minutes_now():.2f}",
+                                 *(f"{v:.4f}" for v in (family_sums / family_counts.clamp(min=1)).tolist())])
+            family_file.flush()
+            family_sums.zero_()
+            family_counts.zero_()
             print(f"step {meta['step']}  {minutes_now():6.1f} min  {meta['tokens'] / 1e6:7.1f}M tok  "
                   f"loss {means[0]:.4f} (answer {means[1]:.4f}, pad {means[2]:.4f})  lr {lr:.2e}  {rate:.0f} tok/s",
                   flush=True)
