@@ -41,6 +41,9 @@ public struct EvaluationPlan: Sendable {
     /// not listed runs once at its value in `settings`.
     public var sweep: [String: [Float]] = [:]
     public var eotpGate: Float? = nil
+    /// Run the plain baseline first at each gen length (the speedup reference). Without it,
+    /// speedups are 0 and only the listed runs happen.
+    public var baselineReference = true
 
     public init() {}
 
@@ -51,10 +54,10 @@ public struct EvaluationPlan: Sendable {
     public var runs: [Run] {
         var out: [Run] = []
         for g in genLengths {
-            out.append((g, .baseline, .none, settings))
+            if baselineReference { out.append((g, .baseline, .none, settings)) }
             for p in policies {
                 for s in settingsGrid(p.name) {
-                    for c in caches where !(p == .baseline && c == .none) { out.append((g, p, c, s)) }
+                    for c in caches where !(baselineReference && p == .baseline && c == .none) { out.append((g, p, c, s)) }
                 }
             }
         }

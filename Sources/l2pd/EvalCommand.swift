@@ -19,6 +19,7 @@ struct EvalCommand: Command {
             .option("json", "FILE", "Write {\"rows\": [...]} to FILE."),
             .option("answers", "FILE", "Write every answer to FILE, one JSON line each (run, prompt_index, family, answer, correct)."),
             .option("plot", "FILE", "Draw accuracy against TPF for every row (SVG)."),
+            .flag("no-reference", "Skip the plain baseline run that speedups are measured against (speedup 0)."),
         ]
         + DecodingOptions.specs.map { spec in
             switch spec.name {
@@ -67,6 +68,7 @@ struct EvalCommand: Command {
             return g
         }
         plan.blockLength = try o.positiveInt("block-length") ?? DecodingParameters.defaultBlockLength
+        plan.baselineReference = !o.has("no-reference")
         plan.settings = try sweepSettings(o, into: &plan)
         plan.eotpGate = try o.double("eotp-gate").map(Float.init)
         let families = try o.list("task").map {

@@ -25,6 +25,18 @@ import Testing
             ])
     }
 
+    /// Without the baseline reference only the listed runs happen (a listed baseline included).
+    @Test func withoutTheReferenceOnlyTheListedRunsHappen() throws {
+        var plan = EvaluationPlan()
+        plan.baselineReference = false
+        plan.policies = [try PolicySpec(parsing: "learn2pd+eotp"), .baseline]
+        plan.genLengths = [1024]
+        #expect(
+            plan.runs.map { "\($0.genLength) \($0.policy.label) \($0.cache.rawValue)" } == [
+                "1024 learn2pd+eotp none", "1024 baseline none",
+            ])
+    }
+
     /// A swept parameter runs each policy that reads it once per value, and only those.
     @Test func aSweptParameterRunsItsPolicyOncePerValue() throws {
         var plan = EvaluationPlan()
