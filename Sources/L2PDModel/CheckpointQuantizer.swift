@@ -89,10 +89,18 @@ public enum CheckpointQuantizer {
                     PackedMatmul.quantize(floats, rows: rows, columns: columns, levels: 127, into: &q, scales: &scales)
                     try q.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
                     try scales.map(\.bitPattern.littleEndian).withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+                    file.release(name)
                     written += rows * columns + rows * 4
                 } else {
+                    // Copied in 64 MiB pieces: an 8B model's embedding is a gigabyte.
                     let bytes = try file.bytes(name)
-                    try handle.write(contentsOf: Data(bytes))
+                    var start = 0
+                    while start < bytes.count {
+                        let end = min(start + (64 << 20), bytes.count)
+                        try handle.write(contentsOf: Data(bytes[start..<end]))
+                        start = end
+                    }
+                    file.release(name)
                     written += bytes.count
                 }
                 done += 1
