@@ -28,10 +28,10 @@ VERSION = 1
 HEADER = 24
 KINDS = {
     "hello": 1, "shard_assignment": 2, "forward": 3, "hidden_states": 4, "readout": 5,
-    "release_cache": 6, "ping": 7, "pong": 8, "error": 9,
+    "release_cache": 6, "ping": 7, "pong": 8, "error": 9, "chained_forward": 10,
 }
 F32, I32 = 1, 2
-ROLES = {"coordinator": 1, "worker": 2}
+ROLES = {"coordinator": 1, "worker": 2, "stage": 3}
 CACHE = {"none": 0, "refresh": 1, "reuse": 2}
 ERRORS = {
     "bad_magic": 1, "unsupported_version": 2, "unknown_kind": 3, "reserved_not_zero": 4,
@@ -39,7 +39,7 @@ ERRORS = {
     "invalid_utf8": 9, "bad_tensor": 10, "invalid_range": 11, "read_position_outside": 12,
     "invalid_value": 13, "duplicate_sequence": 14,
     "fingerprint_mismatch": 32, "not_assigned": 33, "stage_failed": 34, "busy": 35, "internal": 36,
-    "not_authenticated": 37,
+    "not_authenticated": 37, "next_stage_unreachable": 38, "chain_unsupported": 39,
 }
 
 
@@ -313,6 +313,44 @@ def main():
         {"request_id": hex64(10), "step": 5, "kind": "error", "error": {"code": 34, "text": message}},
         f"error 34 (stage_failed) answering request 10 step 5: {message!r}.")
 
+    # The stage handshake of a chained pass: the dialling worker's hello with its nonce, then
+    # with its proof over both nonces (the stage proof, label l2pd-stage-proof).
+    stage_proof = proof("l2pd-stage-proof", fingerprint, challenge, nonce, secret)
+    for name, rid, field, own_nonce in [("hello_stage", 5, 0, challenge), ("hello_stage_proof", 6, stage_proof, 0)]:
+        text = "tcp://10.0.0.2:5601 layers 0..<16"
+        f = Frame("hello", rid, 0)
+        data = text.encode("utf-8")
+        f.put("HBBIQQ", 1, ROLES["stage"], 0, len(data), field, own_nonce)
+        f.text(data)
+        add(name, f.finish(),
+            {"request_id": hex64(rid), "step": 0, "kind": "hello",
+             "hello": {"version": 1, "role": "stage", "fingerprint": hex64(field), "nonce": hex64(own_nonce), "name": text}},
+            f"hello from a stage dialling the next one: proof {hex64(field)}, nonce {hex64(own_nonce)}, name {text!r}.")
+
+    # chained forward: the coordinator's frame to the first of three stages (tokens, two URLs
+    # still to go), then the first stage's frame to the second (hidden states, one URL left)
+    route = ["tcp://10.0.0.3:5601", "tls+tcp://stage-3.example:7701"]
+    g = seq(21, 48, cache="refresh", reads=range(16, 48), step=4)
+    chained_tokens = rng.integers(0, 126464, size=48).astype("<i4")
+    chained_hidden = rng.standard_normal((48, 8)).astype("<f4")
+    for name, hops, tensor, entry in [
+            ("chained_tokens", route, chained_tokens, {"tokens": [int(t) for t in chained_tokens]}),
+            ("chained_hidden", route[1:], chained_hidden, {"hidden": {"d_model": 8, "bits": bits(chained_hidden.ravel())}})]:
+        f = Frame("chained_forward", 15, 4)
+        f.put("II", len(hops), 0)
+        for url in hops:
+            data = url.encode("utf-8")
+            f.put("II", len(data), 0)
+            f.text(data)
+        f.put("II", 1, 0)
+        sequence_record(f, g)
+        f.tensors([tensor])
+        add(name, f.finish(),
+            dict({"request_id": hex64(15), "step": 4, "kind": "chained_forward", "route": hops, "sequences": [sequence_json(g)]},
+                 **entry),
+            f"chained forward with {len(hops)} stage(s) still to run {hops}: sequence 21, length 48, refresh, reads "
+            f"16..<48, step 4; " + ("I32 token tensor [48]." if name == "chained_tokens" else "F32 hidden states [48, 8]."))
+
     # Frames every decoder must reject, with the code it must report.
     good = {name: data for name, data, _, _ in vectors}
 
@@ -326,7 +364,7 @@ def main():
 
     bad("bad_magic", patched("ping", 0, "4s", b"L2PE"), "bad_magic", "ping with magic `L2PE`.")
     bad("bad_version", patched("ping", 4, "H", 2), "unsupported_version", "ping with version 2.")
-    bad("bad_kind", patched("ping", 6, "B", 10), "unknown_kind", "ping with kind 10.")
+    bad("bad_kind", patched("ping", 6, "B", 11), "unknown_kind", "ping with kind 11.")
     bad("bad_flags", patched("ping", 7, "B", 1), "reserved_not_zero", "ping with header flags 1.")
     bad("bad_short_header", good["ping"][:23], "truncated", "the first 23 bytes of a ping.")
     bad("bad_short_payload", good["ping"][:28], "truncated", "a ping cut 4 bytes short of its payload length.")
@@ -369,6 +407,7 @@ def main():
         "worker_proof": hex64(worker_proof), "coordinator_proof": hex64(coordinator_proof),
         "worker_proof_without_secret": hex64(proof("l2pd-worker-proof", fingerprint, challenge, nonce, b"")),
         "coordinator_proof_without_secret": hex64(proof("l2pd-coordinator-proof", fingerprint, challenge, nonce, b"")),
+        "stage_proof": hex64(stage_proof),
     }
     with open(os.path.join(OUT, "handshake.json"), "w") as handle:
         json.dump(handshake, handle, indent=1, sort_keys=True)

@@ -15,12 +15,23 @@ import L2PDTransport
 ///
 ///     "tls": {"ca": "certs/ca.pem", "certificate": "certs/coordinator.pem", "key": "certs/coordinator.key"}
 ///
+/// Passes are chained (each worker sends its hidden states straight to the next stage, so
+/// workers must reach each other at their URLs); `"links": "relay"` sends every stage's output
+/// back through the coordinator instead.
+///
 /// Relative paths are relative to the cluster file.
 public struct ClusterDescription: Sendable, Equatable {
     public struct Worker: Sendable, Equatable, Decodable {
         public var url: String
         /// `[first, end)`; nil for an even split over the workers.
         public var layers: [Int]?
+        /// Where earlier stages reach it in chained passes (nil: `StageAddress.derived(from: url)`).
+        public var stageURL: String?
+
+        enum CodingKeys: String, CodingKey {
+            case url, layers
+            case stageURL = "stage_url"
+        }
     }
     /// A checkpoint directory, or "default" for the embedded model.
     public var model: String
@@ -30,6 +41,8 @@ public struct ClusterDescription: Sendable, Equatable {
     public var secret: String? = nil
     /// TLS files for `tls+tcp://` workers (paths resolved against the cluster file's folder).
     public var tls: TLSFiles? = nil
+    /// How passes travel between stages.
+    public var links: StageLinks = .chained
 
     public static func load(_ url: URL) throws -> ClusterDescription {
         let data: Data
@@ -42,6 +55,7 @@ public struct ClusterDescription: Sendable, Equatable {
             var workers: [Worker]
             var secret: String?
             var tls: TLSFiles?
+            var links: String?
         }
         let file: File
         do { file = try JSONDecoder().decode(File.self, from: data) } catch {
@@ -70,6 +84,13 @@ public struct ClusterDescription: Sendable, Equatable {
         if tlsWorkers.isEmpty && file.tls != nil {
             throw ClusterError("\(url.path): 'tls' is given, but no worker url is tls+tcp://", class: .invalidRequest)
         }
+        var links = StageLinks.chained
+        if let name = file.links {
+            guard let mode = StageLinks(rawValue: name) else {
+                throw ClusterError("\(url.path): 'links' must be \"chained\" or \"relay\", got \"\(name)\"", class: .invalidRequest)
+            }
+            links = mode
+        }
         let folder = url.deletingLastPathComponent()
         func resolve(_ path: String?) -> String? {
             guard let path else { return nil }
@@ -78,7 +99,7 @@ public struct ClusterDescription: Sendable, Equatable {
         let tls = file.tls.map { TLSFiles(ca: resolve($0.ca), certificate: resolve($0.certificate), key: resolve($0.key)) }
         return ClusterDescription(
             model: file.model ?? "default", listen: file.listen ?? "tcp://127.0.0.1:7700", workers: file.workers, secret: file.secret,
-            tls: tls)
+            tls: tls, links: links)
     }
 
     /// Layer ranges per worker, checked to cover `layers` exactly once.
@@ -97,7 +118,7 @@ public struct ClusterDescription: Sendable, Equatable {
                 return l[0]..<l[1]
             }
         }
-        let endpoints = zip(workers, ranges).map { WorkerEndpoint(url: $0.url, layers: $1) }
+        let endpoints = zip(workers, ranges).map { WorkerEndpoint(url: $0.url, layers: $1, stageURL: $0.stageURL) }
         do { _ = try NetworkPipeline.stages(of: endpoints, layers: layers) } catch {
             throw ClusterError("layer ranges (replicas share one range exactly): \(error)", class: .invalidRequest)
         }

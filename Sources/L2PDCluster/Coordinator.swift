@@ -45,14 +45,15 @@ public actor Coordinator {
     public init(
         modelDirectory: URL, workers: [WorkerEndpoint], filter: FilterNetwork?, timeout: Double = 60,
         faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil, tls: TLSConfiguration? = nil,
-        limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits(), requestTimeout: Double = 600,
+        links: StageLinks = .chained, limits: AdmissionLimits = AdmissionLimits(), requestLimits: RequestLimits = RequestLimits(),
+        requestTimeout: Double = 600,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         let config = try ModelConfig.load(from: modelDirectory.appendingPathComponent("config.json"))
         let tokenizer = try Tokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.json"))
         let network = try NetworkPipeline(
             config: config, fingerprint: try ModelFingerprint.of(directory: modelDirectory), workers: workers, timeout: timeout,
-            faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls, log: log)
+            faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls, links: links, log: log)
         self.init(
             pipeline: network, tokenizer: tokenizer, filter: filter, limits: limits, requestLimits: requestLimits,
             requestTimeout: requestTimeout)

@@ -282,9 +282,16 @@ public struct HTTPAPI: Sendable {
         metric(
             "batch_size", "gauge", "Mean sequences per forward batch sent to the workers.",
             [("", c.batches > 0 ? Double(c.batchedSequences) / Double(c.batches) : 0)])
+        if !wire.stageSeconds.isEmpty {
+            metric(
+                "stage_busy_seconds_total", "counter",
+                "Seconds each stage spent answering forward frames (round trip; relayed passes only).",
+                wire.stageSeconds.enumerated().map { ("{stage=\"\($0.offset + 1)\"}", $0.element) })
+        }
         metric(
-            "stage_busy_seconds_total", "counter", "Seconds each stage spent answering forward frames (round trip).",
-            wire.stageSeconds.enumerated().map { ("{stage=\"\($0.offset + 1)\"}", $0.element) })
+            "wire_transits_total", "counter",
+            "Frames that crossed a link for forward passes: 2 per stage relayed, stages + 1 per chained pass.",
+            [("", Double(wire.transits))])
         metric(
             "wire_passes_total", "counter", "Forward passes through the workers: whole canvases (full) or cached steps (cached).",
             [("{kind=\"full\"}", Double(wire.fullPasses)), ("{kind=\"cached\"}", Double(wire.cachedSteps))])

@@ -5,9 +5,12 @@ import L2PDProtocol
 import L2PDStageIO
 import L2PDTransport
 
-/// The `Pipeline` of a cluster: the coordinator relays each forward pass through the workers
-/// in layer order (tokens to the first, hidden states onwards, the readout back from the last).
-/// A worker that (re)connects is greeted and assigned its layers before its next frame.
+/// The `Pipeline` of a cluster. A forward pass is chained by default: the coordinator sends the
+/// tokens to the first stage, each worker sends its hidden states straight to the next stage of
+/// the sequence's route, and the last answers with the readout (`stages + 1` transits, and the
+/// coordinator carries no hidden state). With `.relay` links, each stage answers the
+/// coordinator, which sends its hidden states on (`2 × stages` transits). A worker that
+/// (re)connects is greeted and assigned its layers before its next frame.
 ///
 /// Workers with the same layer range are replicas of one stage: each sequence keeps a route
 /// (one replica per stage) while its K/V caches live there, chosen least loaded first. A pass
@@ -23,6 +26,10 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     public let fingerprint: UInt64
     /// The workers (indices into `workers`) of each stage, stages in layer order.
     public let stages: [[Int]]
+    /// How a pass travels from stage to stage now: chained passes fall back to relayed ones for
+    /// good when a worker cannot send them on.
+    public var linkMode: StageLinks { lock.withLock { mode } }
+    private var mode: StageLinks
     private let links: [FrameExchanger]
     private let timeout: Double
     private let tolerance: FaultTolerance
@@ -70,7 +77,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
     public convenience init(
         config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], timeout: Double = 60,
         faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil, tls: TLSConfiguration? = nil,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        links: StageLinks = .chained, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         _ = try Self.stages(of: workers, layers: config.layers)
         let sockets = try workers.map {
@@ -78,19 +85,20 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         }
         try self.init(
             config: config, fingerprint: fingerprint, workers: workers, transports: sockets, timeout: timeout,
-            faultTolerance: faultTolerance, clusterSecret: clusterSecret, log: log,
+            faultTolerance: faultTolerance, clusterSecret: clusterSecret, links: links, log: log,
             linkCheck: { url in TLSConfiguration.diagnose(url: url, tls: TLSConfiguration.isTLS(url) ? tls : nil) })
     }
 
-    /// Relays through `transports`, one per worker (nng sockets, or in-memory links in tests).
-    /// `linkCheck` names what is wrong with a worker's address when it cannot be reached at
+    /// Runs passes through `transports`, one per worker (nng sockets, or in-memory links in
+    /// tests; chained passes need workers that can dial each other's URLs). `linkCheck` names what is wrong with a worker's address when it cannot be reached at
     /// start-up (a TLS problem, found by a handshake of its own; blocking, run off the pool).
     public init(
         config: ModelConfig, fingerprint: UInt64, workers: [WorkerEndpoint], transports: [any FrameTransport], timeout: Double = 60,
-        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil,
+        faultTolerance: FaultTolerance = FaultTolerance(), clusterSecret: String? = nil, links linkMode: StageLinks = .relay,
         log: @escaping @Sendable (String) -> Void = { _ in }, linkCheck: (@Sendable (String) -> String?)? = nil
     ) throws {
         self.linkCheck = linkCheck
+        mode = linkMode
         stages = try Self.stages(of: workers, layers: config.layers)
         precondition(transports.count == workers.count, "one transport per worker")
         self.config = config
@@ -268,13 +276,20 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
             return (epochs, replays)
         }
         var readouts = [Readout?](repeating: nil, count: batch.count)
-        try await withThrowingTaskGroup(of: [(Int, Readout)].self) { group in
-            for (route, members) in Dictionary(grouping: batch.indices, by: { routes[$0] }) {
-                group.addTask { [self] in
-                    try await run(route: route, epochs: epochs[members[0]], members: members, batch, tokens, replays: replays)
+        let groups = Dictionary(grouping: batch.indices, by: { routes[$0] })
+        if groups.count == 1, let (route, members) = groups.first {
+            // One route (the usual case): no child task, so no hop between threads.
+            let answered = try await run(route: route, epochs: epochs[members[0]], members: members, batch, tokens, replays: replays)
+            for (k, r) in answered { readouts[k] = r }
+        } else {
+            try await withThrowingTaskGroup(of: [(Int, Readout)].self) { group in
+                for (route, members) in groups {
+                    group.addTask { [self] in
+                        try await run(route: route, epochs: epochs[members[0]], members: members, batch, tokens, replays: replays)
+                    }
                 }
+                for try await answered in group { for (k, r) in answered { readouts[k] = r } }
             }
-            for try await answered in group { for (k, r) in answered { readouts[k] = r } }
         }
         lock.withLock {
             for (k, s) in batch.enumerated() where s.cache == .refresh || replays[k] {
@@ -371,8 +386,19 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
                 }
             }
         }
-        var input = ForwardInput.tokens(tokens)
         let step = UInt32(clamping: batch.first?.sampling.step ?? 0)
+        if linkMode == .chained && route.count > 1 && route.dropFirst().allSatisfy({ workers[$0].stageURL != nil }) {
+            do { return try await chainedPass(route: route, epochs: epochs, batch, tokens: tokens, step: step) } catch let refusal
+                as ChainUnsupported
+            {
+                let first = lock.withLock { () -> Bool in
+                    defer { mode = .relay }
+                    return mode == .chained
+                }
+                if first { log("passes are relayed from now on: \(refusal.reason)") }
+            }
+        }
+        var input = ForwardInput.tokens(tokens)
         for (i, j) in route.enumerated() {
             let current = lock.withLock { state[j].down ? nil : state[j].epoch }
             guard current == epochs[i], links[j].transport.isConnected else {
@@ -390,24 +416,50 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
                 }
                 input = .hidden(states.hidden)
             case .readout(let readout) where i == route.count - 1:
-                guard readout.sequences.count == batch.count else {
-                    throw protocolError(j, "returned \(readout.sequences.count) readouts for a batch of \(batch.count)")
-                }
-                let byID = Dictionary(readout.sequences.map { ($0.sequenceID, $0.readout) }, uniquingKeysWith: { a, _ in a })
-                return try batch.map {
-                    guard let r = byID[$0.sequenceID] else {
-                        throw protocolError(j, "returned no readout for sequence \($0.sequenceID)")
-                    }
-                    if let problem = r.problem(answering: $0, vocabulary: config.embeddingSize) {
-                        throw protocolError(j, "sent a malformed readout for sequence \($0.sequenceID): \(problem)")
-                    }
-                    return r
-                }
+                return try check(readout, from: j, answering: batch)
             default:
                 throw protocolError(j, "answered a forward with \(reply.kind)")
             }
         }
         throw ClusterError("the cluster has no workers", class: .internalError)
+    }
+
+    /// One pass along `route`, chained: the tokens go to the first stage with the URLs of the
+    /// others, and the readout comes back from the last. The wait listens on every worker of
+    /// the route, so any of them failing, disconnecting or going silent ends it at once.
+    private func chainedPass(
+        route: [Int], epochs: [Int], _ batch: [SequenceForward], tokens: [Int], step: UInt32
+    ) async throws -> [Readout] {
+        let current = lock.withLock { route.map { state[$0].down ? nil : state[$0].epoch } }
+        for (i, j) in route.enumerated() where current[i] != epochs[i] || !links[j].transport.isConnected {
+            throw ClusterError("worker \(j + 1) at \(workers[j].url) was lost during the request", workerLost: true)
+        }
+        lock.withLock { route.forEach { state[$0].inFlight += 1 } }
+        defer { lock.withLock { route.forEach { state[$0].inFlight -= 1 } } }
+        let chained = ChainedForward(
+            route: route.dropFirst().map { workers[$0].stageURL! }, forward: ForwardRequest(batch: batch, input: .tokens(tokens)))
+        let (j, reply) = try await exchange(route, .chainedForward(chained), step: step)
+        guard case .readout(let readout) = reply, j == route.last else {
+            throw protocolError(j, "answered a chained forward with \(reply.kind)")
+        }
+        return try check(readout, from: j, answering: batch)
+    }
+
+    /// The readouts of `batch` in its order, each checked against what its sequence asked.
+    private func check(_ readout: ReadoutReply, from j: Int, answering batch: [SequenceForward]) throws -> [Readout] {
+        guard readout.sequences.count == batch.count else {
+            throw protocolError(j, "returned \(readout.sequences.count) readouts for a batch of \(batch.count)")
+        }
+        let byID = Dictionary(readout.sequences.map { ($0.sequenceID, $0.readout) }, uniquingKeysWith: { a, _ in a })
+        return try batch.map {
+            guard let r = byID[$0.sequenceID] else {
+                throw protocolError(j, "returned no readout for sequence \($0.sequenceID)")
+            }
+            if let problem = r.problem(answering: $0, vocabulary: config.embeddingSize) {
+                throw protocolError(j, "sent a malformed readout for sequence \($0.sequenceID): \(problem)")
+            }
+            return r
+        }
     }
 
     /// A reply that breaks the protocol: fails this request, naming the worker.
@@ -547,10 +599,7 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
         _ j: Int, _ message: Message, step: UInt32, stage: Int? = nil, sendTimeout: Double = 2, replyTimeout: Double? = nil,
         watching: Bool = false
     ) async throws -> Message {
-        let id = lock.withLock { () -> UInt64 in
-            defer { nextRequestID += 1 }
-            return nextRequestID
-        }
+        let id = newRequestID()
         let bytes = try Frame(requestID: id, step: step, message: message).encode()
         let started = DispatchTime.now().uptimeNanoseconds
         let reply: [UInt8]
@@ -558,37 +607,109 @@ public final class NetworkPipeline: ServingPipeline, @unchecked Sendable {
             reply = try await links[j].exchange(
                 bytes, key: id, sendTimeout: sendTimeout, replyTimeout: replyTimeout ?? timeout, watching: watching)
         } catch let error as TransportError {
-            let what: String
-            switch error.kind {
-            case .unreachable: what = "is unreachable (no connection within \(sendTimeout) s)"
-            case .peerLost: what = "disconnected during the request"
-            case .timeout: what = "did not answer within \(replyTimeout ?? timeout) s"
-            case .closed: what = "is no longer served (the pipeline was closed)"
-            case .nng, .tls: what = "failed: \(error.detail)"
-            }
-            let lost = error.kind == .unreachable || error.kind == .peerLost
-            throw ClusterError(
-                "worker \(j + 1) at \(workers[j].url) \(what)", class: error.kind == .timeout ? .timeout : .unavailable, workerLost: lost)
+            throw clusterError(error, j, sendTimeout: sendTimeout, replyTimeout: replyTimeout ?? timeout)
         }
         if let stage {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             lock.withLock {
                 wire.bytesSent += bytes.count
                 wire.bytesReceived += reply.count
+                wire.transits += 2
                 wire.roundTripSeconds += elapsed
                 if wire.stageSeconds.count < stages.count { wire.stageSeconds = Array(repeating: 0, count: stages.count) }
                 wire.stageSeconds[stage] += elapsed
                 if stage == stages.count - 1 { wire.forwards += 1 }
             }
         }
+        return try decodeReply(reply, from: j)
+    }
+
+    /// A chained pass's one frame, sent to `route[0]`, and its answer, from whichever worker of
+    /// the route sent it (the last, unless one failed); counted as one forward.
+    private func exchange(_ route: [Int], _ message: Message, step: UInt32, sendTimeout: Double = 2) async throws -> (Int, Message) {
+        let id = newRequestID()
+        let bytes = try Frame(requestID: id, step: step, message: message).encode()
+        let started = DispatchTime.now().uptimeNanoseconds
+        let answer = Promise<(Int, [UInt8])>()
+        for j in route {
+            links[j].expect(key: id, replyTimeout: timeout, watching: true) { result in
+                answer.fulfil(
+                    result.map { (j, $0) }.mapError { error in
+                        (error as? TransportError).map { self.clusterError($0, j, sendTimeout: sendTimeout, replyTimeout: self.timeout) }
+                            ?? error
+                    })
+            }
+        }
+        defer { for j in route { links[j].forget(key: id) } }
+        links[route[0]].transport.send(bytes, timeout: sendTimeout) { [self] error in
+            if let error {
+                answer.fulfil(
+                    .failure(
+                        (error as? TransportError).map { clusterError($0, route[0], sendTimeout: sendTimeout, replyTimeout: timeout) }
+                            ?? error))
+            }
+        }
+        let (j, reply) = try await answer.value()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        lock.withLock {
+            wire.bytesSent += bytes.count
+            wire.bytesReceived += reply.count
+            wire.transits += route.count + 1
+            wire.roundTripSeconds += elapsed
+            wire.forwards += 1
+        }
+        return (j, try decodeReply(reply, from: j))
+    }
+
+    private func newRequestID() -> UInt64 {
+        lock.withLock { () -> UInt64 in
+            defer { nextRequestID += 1 }
+            return nextRequestID
+        }
+    }
+
+    /// A transport failure on worker `j`'s link, as the request's error.
+    private func clusterError(_ error: TransportError, _ j: Int, sendTimeout: Double, replyTimeout: Double) -> ClusterError {
+        let what: String
+        switch error.kind {
+        case .unreachable: what = "is unreachable (no connection within \(sendTimeout) s)"
+        case .peerLost: what = "disconnected during the request"
+        case .timeout: what = "did not answer within \(replyTimeout) s"
+        case .closed: what = "is no longer served (the pipeline was closed)"
+        case .nng, .tls: what = "failed: \(error.detail)"
+        }
+        let lost = error.kind == .unreachable || error.kind == .peerLost
+        return ClusterError(
+            "worker \(j + 1) at \(workers[j].url) \(what)", class: error.kind == .timeout ? .timeout : .unavailable, workerLost: lost)
+    }
+
+    /// The message of worker `j`'s reply; an `error` frame becomes a `ClusterError` naming the
+    /// worker (a next stage it could not reach counts as a lost worker, so the pass runs again).
+    private func decodeReply(_ reply: [UInt8], from j: Int) throws -> Message {
         let frame: Frame
         do { frame = try Frame.decode(reply) } catch {
             throw protocolError(j, "sent an undecodable frame: \(error)")
         }
         if case .error(let report) = frame.message {
-            throw protocolError(
-                j, "reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)")
+            let text =
+                "worker \(j + 1) at \(workers[j].url) reported \(report.knownCode?.description ?? "error \(report.code)"): \(report.text)"
+            if report.knownCode == .nextStageUnreachable { throw ClusterError(text, class: .unavailable, workerLost: true) }
+            if report.knownCode == .chainUnsupported { throw ChainUnsupported(reason: text) }
+            throw ClusterError(text, class: .internalError)
         }
         return frame.message
     }
+}
+
+/// A worker that cannot send a chained pass on (it has no CA to verify a TLS stage, say).
+struct ChainUnsupported: Error {
+    let reason: String
+}
+
+/// How a forward pass travels between the stages of a cluster.
+public enum StageLinks: String, Sendable, Codable, CaseIterable {
+    /// Each worker sends its hidden states to the next stage; the last answers the coordinator.
+    case chained
+    /// Each worker answers the coordinator, which sends the hidden states on.
+    case relay
 }

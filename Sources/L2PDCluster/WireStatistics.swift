@@ -5,6 +5,9 @@ public struct WireStatistics: Sendable, Equatable, Codable {
     public var forwards = 0
     public var bytesSent = 0
     public var bytesReceived = 0
+    /// Frames that crossed a link for the forwards (a request or its answer): `2 × stages` per
+    /// relayed pass, `stages + 1` per chained one.
+    public var transits = 0
     /// Seconds from sending a frame to a stage until its reply arrived, summed over stages.
     public var roundTripSeconds = 0.0
     /// `roundTripSeconds` by stage, in layer order.
@@ -17,5 +20,7 @@ public struct WireStatistics: Sendable, Equatable, Codable {
     public var cachedSteps = 0
     public var cachedStepSeconds = 0.0
     public init() {}
+    /// Bytes through the coordinator per forward (sent and received).
     public var bytesPerForward: Double { forwards > 0 ? Double(bytesSent + bytesReceived) / Double(forwards) : 0 }
+    public var transitsPerForward: Double { forwards > 0 ? Double(transits) / Double(forwards) : 0 }
 }

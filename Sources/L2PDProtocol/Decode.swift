@@ -12,21 +12,22 @@ extension Frame {
         switch header.kind {
         case .hello: message = .hello(try decodeHello(&r))
         case .shardAssignment: message = .shardAssignment(try decodeShard(&r))
-        case .forward:
-            let (batch, rows) = try decodeBatch(&r)
-            var tensors = try TensorTable.readDescriptors(&r, count: 1)
-            let isTokens = tensors[0].dtype == .i32 && tensors[0].dims.count == 1
-            let d = isTokens ? 0 : try tensors[0].hiddenWidth(rows: rows)
-            if isTokens { try tensors[0].expect(.i32, [rows], "token tensor") }
-            try TensorTable.readPayloads(&r, &tensors)
-            if isTokens {
-                let tokens = tensors[0].ints(r.bytes)
-                try Validate.tokens(tokens, "token")
-                message = .forward(ForwardRequest(batch: batch, input: .tokens(tokens)))
-            } else {
-                message = .forward(
-                    ForwardRequest(batch: batch, input: .hidden(HiddenTensor(dModel: d, values: tensors[0].floats(r.bytes)))))
+        case .forward: message = .forward(try decodeForward(&r))
+        case .chainedForward:
+            let hops = Int(try r.u32("route hop count"))
+            guard hops <= ProtocolLimits.maxRouteHops else {
+                throw ProtocolError(.limitExceeded, "a route of \(hops) stages exceeds \(ProtocolLimits.maxRouteHops)")
             }
+            try r.reserved(4, "route reserved field")
+            var route: [String] = []
+            for _ in 0..<hops {
+                let count = Int(try r.u32("route URL length"))
+                try r.reserved(4, "route URL reserved field")
+                let url = try r.text(count: count, "route URL")
+                try Validate.routeURL(url)
+                route.append(url)
+            }
+            message = .chainedForward(ChainedForward(route: route, forward: try decodeForward(&r)))
         case .hiddenStates:
             let (batch, rows) = try decodeBatch(&r)
             var tensors = try TensorTable.readDescriptors(&r, count: 1)
@@ -72,6 +73,22 @@ extension Frame {
     /// Decodes a frame held in an array.
     public static func decode(_ bytes: [UInt8]) throws -> Frame {
         try bytes.withUnsafeBytes { try decode(from: $0) }
+    }
+
+    /// The batch and input tensor of a `forward` (also the tail of a `chained_forward`).
+    private static func decodeForward(_ r: inout WireReader) throws -> ForwardRequest {
+        let (batch, rows) = try decodeBatch(&r)
+        var tensors = try TensorTable.readDescriptors(&r, count: 1)
+        let isTokens = tensors[0].dtype == .i32 && tensors[0].dims.count == 1
+        let d = isTokens ? 0 : try tensors[0].hiddenWidth(rows: rows)
+        if isTokens { try tensors[0].expect(.i32, [rows], "token tensor") }
+        try TensorTable.readPayloads(&r, &tensors)
+        if isTokens {
+            let tokens = tensors[0].ints(r.bytes)
+            try Validate.tokens(tokens, "token")
+            return ForwardRequest(batch: batch, input: .tokens(tokens))
+        }
+        return ForwardRequest(batch: batch, input: .hidden(HiddenTensor(dModel: d, values: tensors[0].floats(r.bytes))))
     }
 
     private static func decodeHello(_ r: inout WireReader) throws -> Hello {

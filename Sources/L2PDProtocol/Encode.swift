@@ -80,13 +80,16 @@ extension Frame {
             w.u32(0)
             w.text(s.nextStageURL)
         case .forward(let f):
-            writeBatch(f.batch, &w)
-            switch f.input {
-            case .tokens(let tokens):
-                writeTensors([.i32(tokens, dims: [tokens.count])], &w)
-            case .hidden(let h):
-                writeTensors([.f32(h.values, dims: [h.rows, h.dModel])], &w)
+            writeForward(f, &w)
+        case .chainedForward(let c):
+            w.u32(c.route.count)
+            w.u32(0)
+            for url in c.route {
+                w.u32(url.utf8.count)
+                w.u32(0)
+                w.text(url)
             }
+            writeForward(c.forward, &w)
         case .hiddenStates(let h):
             writeBatch(h.batch, &w)
             writeTensors([.f32(h.hidden.values, dims: [h.hidden.rows, h.hidden.dModel])], &w)
@@ -107,6 +110,16 @@ extension Frame {
             w.u16(0)
             w.u32(e.text.utf8.count)
             w.text(e.text)
+        }
+    }
+
+    private func writeForward(_ f: ForwardRequest, _ w: inout WireWriter) {
+        writeBatch(f.batch, &w)
+        switch f.input {
+        case .tokens(let tokens):
+            writeTensors([.i32(tokens, dims: [tokens.count])], &w)
+        case .hidden(let h):
+            writeTensors([.f32(h.values, dims: [h.rows, h.dModel])], &w)
         }
     }
 
@@ -228,17 +241,10 @@ extension Frame {
             try Validate.text(s.nextStageURL, "next-stage URL")
             try Validate.url(hasNUL: s.nextStageURL.utf8.contains(0), isEmpty: s.nextStageURL.isEmpty, readsOut: s.readsOut)
         case .forward(let f):
-            let rows = try Validate.batch(f.batch)
-            switch f.input {
-            case .tokens(let tokens):
-                guard tokens.count == rows else {
-                    throw ProtocolError(.badTensor, "token tensor has \(tokens.count) rows, the batch computes \(rows)")
-                }
-                try Validate.tensorBytes(4 * tokens.count, "token tensor")
-                try Validate.tokens(tokens, "token")
-            case .hidden(let h):
-                try Validate.hidden(h, rows: rows)
-            }
+            try Validate.forward(f)
+        case .chainedForward(let c):
+            try Validate.route(c.route)
+            try Validate.forward(c.forward)
         case .hiddenStates(let h):
             try Validate.hidden(h.hidden, rows: try Validate.batch(h.batch))
         case .readout(let r):
@@ -262,6 +268,36 @@ extension Frame {
 
 /// Rules shared by encoding (on Swift values) and decoding (on wire values).
 enum Validate {
+    static func forward(_ f: ForwardRequest) throws {
+        let rows = try Validate.batch(f.batch)
+        switch f.input {
+        case .tokens(let tokens):
+            guard tokens.count == rows else {
+                throw ProtocolError(.badTensor, "token tensor has \(tokens.count) rows, the batch computes \(rows)")
+            }
+            try Validate.tensorBytes(4 * tokens.count, "token tensor")
+            try Validate.tokens(tokens, "token")
+        case .hidden(let h):
+            try Validate.hidden(h, rows: rows)
+        }
+    }
+
+    /// A chained pass's remaining stages: at most `maxRouteHops` URLs, each non-empty valid text
+    /// without a NUL byte.
+    static func route(_ route: [String]) throws {
+        guard route.count <= ProtocolLimits.maxRouteHops else {
+            throw ProtocolError(.limitExceeded, "a route of \(route.count) stages exceeds \(ProtocolLimits.maxRouteHops)")
+        }
+        for url in route { try routeURL(url) }
+    }
+
+    static func routeURL(_ url: String) throws {
+        try text(url, "route URL")
+        guard !url.isEmpty, !url.utf8.contains(0) else {
+            throw ProtocolError(.invalidValue, "a route URL must be non-empty and hold no NUL byte")
+        }
+    }
+
     static func text(_ string: String, _ what: String) throws {
         let count = string.utf8.count
         guard count <= ProtocolLimits.maxTextBytes else {

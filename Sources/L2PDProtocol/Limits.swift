@@ -18,6 +18,8 @@ public enum ProtocolLimits {
     public static let maxReleaseIDs = 4_096
     public static let maxTextBytes = 4_096
     public static let maxRank = 4
+    /// Stages a `chained_forward` may still name.
+    public static let maxRouteHops = 64
     /// Tensor payloads start at frame offsets that are multiples of this.
     public static let payloadAlignment = 16
 }

@@ -11,12 +11,15 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case ping = 7
     case pong = 8
     case error = 9
+    case chainedForward = 10
 }
 
 /// Who sent a `hello`.
 public enum PeerRole: UInt8, Sendable, CaseIterable {
     case coordinator = 1
     case worker = 2
+    /// A worker dialling the next stage of a chained pass.
+    case stage = 3
 }
 
 /// The first frame on a connection, in both directions.
@@ -103,6 +106,21 @@ public struct ForwardRequest: Sendable, Equatable {
     }
 }
 
+/// A forward pass that travels on by itself: the receiving stage runs its layers on `forward`
+/// and sends its output on as a `chained_forward` to `route[0]` with the rest of the route; with
+/// an empty route it answers the coordinator (`readout` on the last stage, `hidden_states`
+/// otherwise). Every frame of the pass carries the coordinator's request id.
+public struct ChainedForward: Sendable, Equatable {
+    /// The URLs of the stages still to run, in order (at most `ProtocolLimits.maxRouteHops`).
+    public var route: [String]
+    public var forward: ForwardRequest
+
+    public init(route: [String], forward: ForwardRequest) {
+        self.route = route
+        self.forward = forward
+    }
+}
+
 /// A stage's output passed to the next stage, with the batch it ran.
 public struct HiddenStates: Sendable, Equatable {
     public var batch: [SequenceForward]
@@ -169,6 +187,7 @@ public enum Message: Sendable, Equatable {
     /// assigned): bytes of weights in their held dtype, bytes of kept K/V caches.
     case pong(nonce: UInt64, weightBytes: UInt64 = 0, cacheBytes: UInt64 = 0)
     case error(ErrorReport)
+    case chainedForward(ChainedForward)
 
     public var kind: MessageKind {
         switch self {
@@ -181,6 +200,7 @@ public enum Message: Sendable, Equatable {
         case .ping: .ping
         case .pong: .pong
         case .error: .error
+        case .chainedForward: .chainedForward
         }
     }
 }

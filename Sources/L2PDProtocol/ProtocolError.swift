@@ -1,5 +1,5 @@
 /// The error codes of `proto/PROTOCOL.md` section 7. Codes 1...14 come from decoding (and from
-/// encoding values the protocol cannot carry); 32...37 are sent by workers in `error` frames.
+/// encoding values the protocol cannot carry); 32...39 are sent by workers in `error` frames.
 public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case badMagic = 1
     case unsupportedVersion = 2
@@ -22,6 +22,8 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
     case busy = 35
     case `internal` = 36
     case notAuthenticated = 37
+    case nextStageUnreachable = 38
+    case chainUnsupported = 39
 
     /// The name used in the specification, e.g. `read_position_outside`.
     public var description: String {
@@ -46,6 +48,8 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
         case .busy: "busy"
         case .internal: "internal"
         case .notAuthenticated: "not_authenticated"
+        case .nextStageUnreachable: "next_stage_unreachable"
+        case .chainUnsupported: "chain_unsupported"
         }
     }
 }

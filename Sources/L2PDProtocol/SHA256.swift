@@ -97,6 +97,7 @@ public enum HMACSHA256 {
 public enum IdentityProof {
     public static let workerLabel = "l2pd-worker-proof"
     public static let coordinatorLabel = "l2pd-coordinator-proof"
+    public static let stageLabel = "l2pd-stage-proof"
 
     /// The worker's proof for the coordinator's nonce `challenge` and its own `nonce`.
     public static func worker(fingerprint: UInt64, challenge: UInt64, nonce: UInt64, secret: [UInt8] = []) -> UInt64 {
@@ -106,6 +107,12 @@ public enum IdentityProof {
     /// The coordinator's proof for its nonce `challenge` and the worker's `nonce`.
     public static func coordinator(fingerprint: UInt64, challenge: UInt64, nonce: UInt64, secret: [UInt8] = []) -> UInt64 {
         proof(coordinatorLabel, fingerprint, challenge, nonce, secret)
+    }
+
+    /// The proof of a worker dialling the next stage (`challenge`: its nonce; `nonce`: the next
+    /// stage's).
+    public static func stage(fingerprint: UInt64, challenge: UInt64, nonce: UInt64, secret: [UInt8] = []) -> UInt64 {
+        proof(stageLabel, fingerprint, challenge, nonce, secret)
     }
 
     /// The first 8 bytes, little-endian, of HMAC-SHA256(secret, label ‖ F ‖ challenge ‖ nonce);

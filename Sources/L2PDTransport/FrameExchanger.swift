@@ -14,7 +14,8 @@ public final class FrameExchanger: @unchecked Sendable {
     private var reading = false
 
     private struct Waiting {
-        let promise: Promise<[UInt8]>
+        /// Runs once per wait (the first outcome; later ones find it gone or fulfilled).
+        let deliver: @Sendable (Result<[UInt8], any Error>) -> Void
         /// Also failed by `failAll(_:onlyWatching: true)`.
         let watching: Bool
         let deadline: DispatchTime
@@ -47,9 +48,23 @@ public final class FrameExchanger: @unchecked Sendable {
         _ frame: [UInt8], key: UInt64, sendTimeout: Double, replyTimeout: Double, watching: Bool = false
     ) async throws -> [UInt8] {
         let promise = Promise<[UInt8]>()
+        expect(key: key, replyTimeout: replyTimeout, watching: watching) { promise.fulfil($0) }
+        defer { forget(key: key) }
+        transport.send(frame, timeout: sendTimeout) { error in
+            if let error { promise.fulfil(.failure(error)) }
+        }
+        return try await promise.value()
+    }
+
+    /// Waits for the frame with `key` without sending anything (for a reply that another link's
+    /// request brings about): `deliver` gets it, or the error that ends the wait as `exchange`
+    /// describes. The wait lasts until `forget(key:)`.
+    public func expect(
+        key: UInt64, replyTimeout: Double, watching: Bool = false, deliver: @escaping @Sendable (Result<[UInt8], any Error>) -> Void
+    ) {
         let deadline = DispatchTime.now() + max(0, min(replyTimeout, 86_400))
         let startReading = lock.withLock { () -> Bool in
-            pending[key] = Waiting(promise: promise, watching: watching, deadline: deadline, replyTimeout: replyTimeout)
+            pending[key] = Waiting(deliver: deliver, watching: watching, deadline: deadline, replyTimeout: replyTimeout)
             if armedFor.map({ deadline < $0 }) ?? true {
                 armedFor = deadline
                 timer.schedule(deadline: deadline)
@@ -58,17 +73,15 @@ public final class FrameExchanger: @unchecked Sendable {
             return !reading
         }
         if startReading { readNext() }
-        defer { _ = lock.withLock { pending.removeValue(forKey: key) } }
-        transport.send(frame, timeout: sendTimeout) { error in
-            if let error { promise.fulfil(.failure(error)) }
-        }
-        return try await promise.value()
     }
+
+    /// Ends the wait for `key` (nothing is delivered to it any more).
+    public func forget(key: UInt64) { _ = lock.withLock { pending.removeValue(forKey: key) } }
 
     /// Ends every wait (those that asked to be `watching`, or all) with `error`.
     public func failAll(_ error: any Error, onlyWatching: Bool) {
         let waiting = lock.withLock { pending.values.filter { !onlyWatching || $0.watching } }
-        for w in waiting { w.promise.fulfil(.failure(error)) }
+        for w in waiting { w.deliver(.failure(error)) }
     }
 
     /// Replies awaited now.
@@ -85,7 +98,7 @@ public final class FrameExchanger: @unchecked Sendable {
             return expired
         }
         for w in expired {
-            w.promise.fulfil(
+            w.deliver(
                 .failure(TransportError(kind: .timeout, url: transport.url, detail: "no reply within \(w.replyTimeout) s")))
         }
     }
@@ -101,7 +114,7 @@ public final class FrameExchanger: @unchecked Sendable {
             case .success(let frame):
                 if let key = self.replyKey(frame) {
                     let waiting = self.lock.withLock { self.pending[key] }
-                    waiting?.promise.fulfil(.success(frame))
+                    waiting?.deliver(.success(frame))
                 }
                 self.readNext()
             case .failure(let error as TransportError) where error.kind != .closed:

@@ -28,6 +28,40 @@ public protocol FrameTransport: AnyObject, Sendable {
     func onConnectionChange(_ handler: @escaping @Sendable (ConnectionEvent) -> Void)
     /// Ends every wait with `closed`; idempotent.
     func close()
+
+    /// Starts receiving the next frame with the connection it came on (a transport that
+    /// accepts several peers tells them apart by it).
+    @discardableResult
+    func receiveFromPeer(completion: @escaping @Sendable (Result<PeerFrame, any Error>) -> Void) -> CancelHandle
+    /// Starts sending one frame on `connection` (a value `receiveFromPeer` gave).
+    func send(_ frame: [UInt8], on connection: Int, timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void)
+    /// Whether `connection` is still open.
+    func isOpen(_ connection: Int) -> Bool
+}
+
+/// A received frame and the connection it came on.
+public struct PeerFrame: Sendable {
+    public let connection: Int
+    public let bytes: [UInt8]
+
+    public init(connection: Int, bytes: [UInt8]) {
+        self.connection = connection
+        self.bytes = bytes
+    }
+}
+
+/// One peer at a time: its connection is the count of connections made so far.
+extension FrameTransport {
+    @discardableResult
+    public func receiveFromPeer(completion: @escaping @Sendable (Result<PeerFrame, any Error>) -> Void) -> CancelHandle {
+        receive { [self] result in completion(result.map { PeerFrame(connection: connectionCount, bytes: $0) }) }
+    }
+
+    public func send(_ frame: [UInt8], on connection: Int, timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        send(frame, timeout: timeout, completion: completion)
+    }
+
+    public func isOpen(_ connection: Int) -> Bool { isConnected && connectionCount == connection }
 }
 
 extension FrameTransport {

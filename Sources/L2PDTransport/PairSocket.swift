@@ -1,10 +1,12 @@
 import CNNG
 import Foundation
 
-/// An nng pair1 socket: one peer at a time, frames both ways, nothing resent behind the
-/// caller's back. The coordinator dials each worker (nng reconnects in the background when a
-/// worker restarts); a worker listens. Sends and receives are nng asynchronous operations that
-/// complete through nng's callbacks: no thread blocks and nothing polls.
+/// An nng pair1 socket: frames both ways, nothing resent behind the caller's back. The
+/// coordinator dials each worker (nng reconnects in the background when a worker restarts); a
+/// worker listens, for several peers at once (its coordinator and the stages before it in a
+/// chained pass: pair1's polyamorous mode), and tells them apart by connection (nng's pipe id).
+/// Sends complete through nng's callbacks and receives on a reader thread of the socket's own:
+/// nothing polls.
 public final class PairSocket: FrameTransport, @unchecked Sendable {
     // @unchecked: `socket` is written only in init; nng sockets are thread-safe; the pipe
     // state lives in `PipeEvents`, which guards itself.
@@ -14,17 +16,20 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
     private let eventsReference: Unmanaged<PipeEvents>
     private let closed = ClosedFlag()
     private let inbox = FrameInbox()
+    /// Whether several peers may connect at once (sends then name their connection).
+    private let manyPeers: Bool
 
-    private init(url: String, maxMessageBytes: Int) throws {
+    private init(url: String, maxMessageBytes: Int, manyPeers: Bool = false) throws {
         self.url = url
+        self.manyPeers = manyPeers
         eventsReference = Unmanaged.passRetained(events)
-        try check(nng_pair1_open(&socket), url: url, "open")
+        try check(manyPeers ? nng_pair1_open_poly(&socket) : nng_pair1_open(&socket), url: url, "open")
         try check(nng_socket_set_size(socket, "recv-size-max", maxMessageBytes), url: url, "set recv-size-max")
         try check(nng_socket_set_ms(socket, "reconnect-time-min", 50), url: url, "set reconnect-time-min")
         try check(nng_socket_set_ms(socket, "reconnect-time-max", 500), url: url, "set reconnect-time-max")
-        let callback: nng_pipe_cb = { _, event, context in
+        let callback: nng_pipe_cb = { pipe, event, context in
             guard let context else { return }
-            Unmanaged<PipeEvents>.fromOpaque(context).takeUnretainedValue().record(event)
+            Unmanaged<PipeEvents>.fromOpaque(context).takeUnretainedValue().record(event, pipe: Int(nng_pipe_id(pipe)))
         }
         let context = eventsReference.toOpaque()
         try check(nng_pipe_notify(socket, NNG_PIPE_EV_ADD_POST, callback, context), url: url, "pipe notify")
@@ -49,10 +54,13 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
     }
 
     /// Listens on `url`; fails at once if the address is taken or malformed. A `tls+tcp://`
-    /// URL needs `tls` (a server configuration) and only it may have one.
-    public static func listen(_ url: String, maxMessageBytes: Int, tls: TLSConfiguration? = nil) throws -> PairSocket {
+    /// URL needs `tls` (a server configuration) and only it may have one. With `manyPeers`,
+    /// several peers may be connected at once (replies go back on the connection asked).
+    public static func listen(
+        _ url: String, maxMessageBytes: Int, tls: TLSConfiguration? = nil, manyPeers: Bool = false
+    ) throws -> PairSocket {
         try TLSConfiguration.checkPairing(url: url, tls: tls, role: .server)
-        let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes)
+        let s = try PairSocket(url: url, maxMessageBytes: maxMessageBytes, manyPeers: manyPeers)
         var listener = nng_listener()
         try check(nng_listener_create(&listener, s.socket, url), url: url, "listen")
         if let tls {
@@ -82,6 +90,16 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
     }
 
     public func send(_ frame: [UInt8], timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        send(frame, pipe: nil, timeout: timeout, completion: completion)
+    }
+
+    public func send(_ frame: [UInt8], on connection: Int, timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        send(frame, pipe: manyPeers ? connection : nil, timeout: timeout, completion: completion)
+    }
+
+    public func isOpen(_ connection: Int) -> Bool { events.isOpen(connection) }
+
+    private func send(_ frame: [UInt8], pipe: Int?, timeout: Double, completion: @escaping @Sendable ((any Error)?) -> Void) {
         var message: OpaquePointer? = nil
         let allocated = nng_msg_alloc(&message, 0)
         guard allocated == 0, let message else { return completion(TransportError.nng(allocated, url: url, "message alloc")) }
@@ -90,6 +108,7 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
             nng_msg_free(message)
             return completion(TransportError.nng(appended, url: url, "message append"))
         }
+        if let pipe { nng_msg_set_pipe(message, nng_pipe(id: UInt32(truncatingIfNeeded: pipe))) }
         // Most sends are taken at once: then no aio, no callback thread, no wake-up.
         let now = nng_sendmsg(socket, message, Int32(NNG_FLAG_NONBLOCK))
         if now == 0 { return completion(nil) }  // nng owns the message now
@@ -107,11 +126,16 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
         }
     }
 
-    /// Frames are read by one thread of this socket's own, blocked in `nng_recv` (no timeout:
+    /// Frames are read by one thread of this socket's own, blocked in `nng_recvmsg` (no timeout:
     /// it returns when a frame arrives or the socket closes), which runs `completion` itself:
     /// the shortest path from the wire to a worker's compute or a waiting caller.
     @discardableResult
     public func receive(completion: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) -> CancelHandle {
+        receiveFromPeer { completion($0.map(\.bytes)) }
+    }
+
+    @discardableResult
+    public func receiveFromPeer(completion: @escaping @Sendable (Result<PeerFrame, any Error>) -> Void) -> CancelHandle {
         inbox.receive(
             completion,
             start: { [socket, url, inbox] in
@@ -136,10 +160,10 @@ public final class PairSocket: FrameTransport, @unchecked Sendable {
 /// Frames read from a socket and the receives waiting for them.
 final class FrameInbox: @unchecked Sendable {
     // @unchecked: guarded by `lock`.
-    typealias Completion = @Sendable (Result<[UInt8], any Error>) -> Void
+    typealias Completion = @Sendable (Result<PeerFrame, any Error>) -> Void
     private let lock = NSLock()
     private var waiting: [(id: UInt64, completion: Completion)] = []
-    private var frames: [[UInt8]] = []
+    private var frames: [PeerFrame] = []
     private var failure: (any Error)?
     private var reading = false
     private var nextID: UInt64 = 0
@@ -149,7 +173,7 @@ final class FrameInbox: @unchecked Sendable {
         let handle = CancelHandle()
         enum Now {
             case wait(UInt64, startReader: Bool)
-            case frame([UInt8])
+            case frame(PeerFrame)
             case failed(any Error)
         }
         let now = lock.withLock { () -> Now in
@@ -181,10 +205,9 @@ final class FrameInbox: @unchecked Sendable {
     /// receive (on this thread) or waits for the next one.
     func read(socket: nng_socket, url: String) {
         while true {
-            var buffer: UnsafeMutableRawPointer? = nil
-            var size = 0
-            let rv = withUnsafeMutablePointer(to: &buffer) { nng_recv(socket, UnsafeMutableRawPointer($0), &size, Int32(NNG_FLAG_ALLOC)) }
-            guard rv == 0 else {
+            var message: OpaquePointer? = nil
+            let rv = nng_recvmsg(socket, &message, 0)
+            guard rv == 0, let message else {
                 if rv == Int32(NNG_ECLOSED.rawValue) {
                     let error = TransportError(kind: .closed, url: url, detail: "closed")
                     let stranded = lock.withLock { () -> [Completion] in
@@ -197,8 +220,10 @@ final class FrameInbox: @unchecked Sendable {
                 }
                 continue  // a failed read (out of memory, say) is not the end of the socket
             }
-            let frame = [UInt8](UnsafeRawBufferPointer(start: buffer, count: size))
-            nng_free(buffer, size)
+            let frame = PeerFrame(
+                connection: Int(nng_pipe_id(nng_msg_get_pipe(message))),
+                bytes: [UInt8](UnsafeRawBufferPointer(start: nng_msg_body(message), count: nng_msg_len(message))))
+            nng_msg_free(message)
             let completion = lock.withLock { () -> Completion? in
                 if waiting.isEmpty {
                     frames.append(frame)
@@ -218,16 +243,20 @@ final class PipeEvents: @unchecked Sendable {
     private let lock = NSLock()
     private var added = 0
     private var removed = 0
+    /// The pipes connected now.
+    private var open: Set<Int> = []
     private var handlers: [@Sendable (ConnectionEvent) -> Void] = []
 
-    func record(_ event: nng_pipe_ev) {
+    func record(_ event: nng_pipe_ev, pipe: Int) {
         let (change, handlers) = lock.withLock { () -> (ConnectionEvent?, [@Sendable (ConnectionEvent) -> Void]) in
             if event == NNG_PIPE_EV_ADD_POST {
                 added += 1
+                open.insert(pipe)
                 return (.connected, self.handlers)
             }
             if event == NNG_PIPE_EV_REM_POST {
                 removed += 1
+                open.remove(pipe)
                 return (.disconnected, self.handlers)
             }
             return (nil, [])
@@ -239,6 +268,7 @@ final class PipeEvents: @unchecked Sendable {
 
     var snapshot: (added: Int, removed: Int) { lock.withLock { (added, removed) } }
     var isConnected: Bool { lock.withLock { added > removed } }
+    func isOpen(_ pipe: Int) -> Bool { lock.withLock { open.contains(pipe) } }
 }
 
 /// Set once; `set()` returns true for the first caller only.

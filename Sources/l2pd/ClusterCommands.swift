@@ -13,9 +13,16 @@ struct WorkerCommand: Command {
         .option(
             "listen", "URL", "Address to listen on (tcp://HOST:PORT, tls+tcp://HOST:PORT with --tls-cert and --tls-key, ipc://PATH).",
             default: "tcp://127.0.0.1:7701"),
+        .option(
+            "stage-listen", "URL",
+            "Address the stages before this one send chained passes to (default: --listen's port + 100; the cluster file's stage_url must match)."
+        ),
         .option("tls-cert", "FILE", "This worker's certificate (PEM), for a tls+tcp:// address."),
         .option("tls-key", "FILE", "The certificate's private key (PEM, unencrypted)."),
-        .option("tls-ca", "FILE", "Require coordinators to present a certificate signed by this CA (mutual TLS)."),
+        .option(
+            "tls-ca", "FILE",
+            "Require coordinators and earlier stages to present a certificate signed by this CA (mutual TLS); also verifies the next stage's in chained passes."
+        ),
         .option("model", "DIR", "Checkpoint directory (Hugging Face LLaDA layout).", default: ModelLocator.defaultDescription),
         .option("threads", "N", "Compute threads of this worker.", default: "1"),
         ModelLocator.weightsSpec,
@@ -39,12 +46,14 @@ struct WorkerCommand: Command {
         let files = TLSFiles(ca: o.string("tls-ca"), certificate: o.string("tls-cert"), key: o.string("tls-key"))
         let tls = files == TLSFiles() ? nil : try TLSConfiguration(files, role: .server)
         let node = try WorkerNode(
-            listen: url, modelDirectory: try ModelLocator.directory(o.string("model")), threads: try o.positiveInt("threads")!,
+            listen: url, stageURL: o.string("stage-listen"), modelDirectory: try ModelLocator.directory(o.string("model")),
+            threads: try o.positiveInt("threads")!,
             cacheLimits: cacheLimits, clusterSecret: secret, weights: try ModelLocator.weightFormat(o), tls: tls
         ) { line in if !quiet { printError("worker \(url): \(line)") } }
         StopSignals.install("worker \(url)", quiet: quiet)
         let tlsNote = tls == nil ? "" : files.ca == nil ? ", TLS" : ", mutual TLS"
-        if !quiet { printError("worker \(url): listening\(secret == nil ? "" : " (cluster secret required)")\(tlsNote)") }
+        let stages = (o.string("stage-listen") ?? StageAddress.derived(from: url)).map { ", earlier stages at \($0)" } ?? ""
+        if !quiet { printError("worker \(url): listening\(stages)\(secret == nil ? "" : " (cluster secret required)")\(tlsNote)") }
         await node.serve()
     }
 }
@@ -82,12 +91,16 @@ struct CoordinatorCommand: Command {
         let coordinator = try Coordinator(
             modelDirectory: directory, workers: workers, filter: try ModelLocator.filter(o.string("filter")),
             timeout: timeout, faultTolerance: tolerance, clusterSecret: description.secret ?? ClusterSecret.fromEnvironment,
-            tls: try description.tls.map { try TLSConfiguration($0, role: .client) },
+            tls: try description.tls.map { try TLSConfiguration($0, role: .client) }, links: description.links,
             limits: try ServingOptions.admission(o), requestLimits: try ServingOptions.requests(o),
             requestTimeout: try ServingOptions.requestTimeout(o)
         ) { line in printError("coordinator: \(line)") }
         try await coordinator.pipeline.connect(within: try o.double("connect-timeout")!)
         for w in workers { printError("coordinator: worker \(w.url) serves layers \(w.layers.lowerBound)..<\(w.layers.upperBound)") }
+        printError(
+            description.links == .chained
+                ? "coordinator: passes are chained (each worker sends its hidden states to the next stage)"
+                : "coordinator: passes are relayed (each stage answers the coordinator)")
         try await ServingOptions.serve(
             coordinator, o, listen: description.listen, modelName: directory.lastPathComponent, role: "coordinator")
     }

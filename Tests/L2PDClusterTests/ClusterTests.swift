@@ -59,14 +59,14 @@ func receive(_ transport: any FrameTransport, within seconds: Double) async thro
 
 func connectedPipeline(
     _ workers: WorkerProcesses, config: ModelConfig, timeout: Double = 60, faultTolerance: FaultTolerance = FaultTolerance(),
-    clusterSecret: String? = nil, tls: TLSConfiguration? = nil
+    clusterSecret: String? = nil, tls: TLSConfiguration? = nil, links: StageLinks = .chained
 ) async throws -> NetworkPipeline {
     let endpoints = zip(workers.urls, LayerPlan.even(layers: config.layers, stages: workers.urls.count)).map {
         WorkerEndpoint(url: $0, layers: $1)
     }
     let pipeline = try NetworkPipeline(
         config: config, fingerprint: try ModelFingerprint.of(directory: workers.model), workers: endpoints, timeout: timeout,
-        faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls)
+        faultTolerance: faultTolerance, clusterSecret: clusterSecret, tls: tls, links: links)
     for attempt in 0..<100 {
         do {
             try await pipeline.connect()
@@ -116,7 +116,46 @@ func connectedPipeline(
             }
         }
         #expect(compared == policies.count * 3 * prompts.count)
-        #expect(network.statistics.forwards > 0)
+        let wire = network.statistics
+        #expect(wire.forwards > 0)
+        // Chained: tokens to the first stage, the readout back from the last, nothing between.
+        #expect(network.linkMode == .chained && wire.transits == (workerCount + 1) * wire.forwards)
+    }
+
+    /// Relayed and chained passes commit the tokens of one process; chained ones cross one link
+    /// fewer per forward and leave the hidden states out of the coordinator's traffic.
+    @Test func chainedPassesKeepHiddenStatesOffTheCoordinator() async throws {
+        let directory = try #require(DefaultModel.directory)
+        let bundle = try ModelBundle(directory: directory)
+        let local = TextGenerator(tokenizer: bundle.tokenizer, pipeline: try InProcessPipeline(checkpoint: bundle.checkpoint))
+        var request = DecodingParameters()
+        request.policy = "threshold+eotp"
+        request.cache = "dual"
+        request.genLength = 64
+        request.blockLength = 16
+        let options = try request.options(maxSequenceLength: 2048, filter: nil)
+        let prompts = TaskSuite.examples(split: .eval, count: 4, seed: 9).map(\.prompt)
+        var statistics: [StageLinks: WireStatistics] = [:]
+        for links in [StageLinks.relay, .chained] {
+            let workers = try WorkerProcesses(count: 2)
+            let network = try await connectedPipeline(workers, config: bundle.checkpoint.config, links: links)
+            defer { network.close() }
+            let cluster = TextGenerator(tokenizer: bundle.tokenizer, pipeline: network)
+            for (i, prompt) in prompts.enumerated() {
+                let a = try await local.generate(prompt, options: options, sequenceID: UInt64(i + 1))
+                let b = try await cluster.generate(prompt, options: options, sequenceID: UInt64(i + 1))
+                #expect(a.tokens == b.tokens, "\(links) prompt \(i)")
+            }
+            statistics[links] = network.statistics
+        }
+        let relay = try #require(statistics[.relay])
+        let chained = try #require(statistics[.chained])
+        #expect(relay.forwards == chained.forwards && chained.forwards > 0)
+        #expect(relay.transits == 4 * relay.forwards && chained.transits == 3 * chained.forwards)
+        // A relayed forward carries each stage's hidden states twice (at least 16 rows of
+        // d_model floats); a chained one carries tokens and a readout only.
+        let hiddenBytes = Double(2 * 16 * bundle.checkpoint.config.dModel * 4)
+        #expect(relay.bytesPerForward > hiddenBytes && chained.bytesPerForward < hiddenBytes / 4)
     }
 
     /// Without a retry window, a killed worker fails the request in flight at once.
@@ -520,7 +559,9 @@ func connectedPipeline(
         let (_, metrics) = try await offPool { try RawHTTP.request(port: port, "GET", "/metrics") }
         let served = await coordinator.statistics.served
         #expect(metrics.contains("l2pd_requests_total{outcome=\"ok\"} \(Double(served))"))
-        #expect(metrics.contains("l2pd_stage_busy_seconds_total{stage=\"2\"}"))
+        // Chained passes: 3 transits per forward through 2 workers.
+        let forwards = coordinator.pipeline.statistics.forwards
+        #expect(forwards > 0 && metrics.contains("l2pd_wire_transits_total \(Double(3 * forwards))"))
         let (missing, _) = try await offPool { try RawHTTP.request(port: port, "GET", "/nowhere") }
         #expect(missing == 404)
     }

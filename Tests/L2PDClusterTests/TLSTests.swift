@@ -54,6 +54,9 @@ enum TestCertificates {
             }
         }
         #expect(network.statistics.forwards > 0)
+        // With the CA, workers verify each other and pass hidden states on over TLS; without it
+        // the first worker says it cannot, and passes are relayed through the coordinator.
+        #expect(network.linkMode == (mutual ? .chained : .relay))
     }
 
     /// The error a coordinator gets when it connects to `url` with `tls` (nil when it connects).

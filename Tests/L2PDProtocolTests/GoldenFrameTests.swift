@@ -71,6 +71,7 @@ enum Golden {
         var weightBytes: String?
         var cacheBytes: String?
         var error: ErrorValues?
+        var route: [String]?
     }
 
     static let vectors: [String: Vector] = {
@@ -110,7 +111,8 @@ enum Golden {
             guard let h = v.hello else { return nil }
             message = .hello(
                 Hello(
-                    protocolVersion: h.version, role: h.role == "worker" ? .worker : .coordinator, modelFingerprint: u64(h.fingerprint),
+                    protocolVersion: h.version, role: ["coordinator": .coordinator, "worker": .worker, "stage": .stage][h.role]!,
+                    modelFingerprint: u64(h.fingerprint),
                     nonce: u64(h.nonce), name: h.name))
         case "shard_assignment":
             guard let s = v.shardAssignment else { return nil }
@@ -119,7 +121,7 @@ enum Golden {
             assignment.embeds = s.embeds
             assignment.readsOut = s.readsOut
             message = .shardAssignment(assignment)
-        case "forward":
+        case "forward", "chained_forward":
             guard let sequences = v.sequences else { return nil }
             let input: ForwardInput
             if let tokens = v.tokens {
@@ -129,7 +131,13 @@ enum Golden {
             } else {
                 return nil
             }
-            message = .forward(ForwardRequest(batch: sequences.map(sequence), input: input))
+            let forward = ForwardRequest(batch: sequences.map(sequence), input: input)
+            if v.kind == "chained_forward" {
+                guard let route = v.route else { return nil }
+                message = .chainedForward(ChainedForward(route: route, forward: forward))
+            } else {
+                message = .forward(forward)
+            }
         case "hidden_states":
             guard let sequences = v.sequences, let h = v.hidden else { return nil }
             message = .hiddenStates(
@@ -166,7 +174,11 @@ enum Golden {
         #expect(Golden.goodNames.count >= 13)
         #expect(Golden.badNames.count >= 10)
         let kinds = Set(Golden.goodNames.compactMap { Golden.vectors[$0]?.kind })
-        #expect(kinds == ["hello", "shard_assignment", "forward", "hidden_states", "readout", "release_cache", "ping", "pong", "error"])
+        #expect(
+            kinds == [
+                "hello", "shard_assignment", "forward", "hidden_states", "readout", "release_cache", "ping", "pong", "error",
+                "chained_forward",
+            ])
     }
 
     @Test(arguments: Golden.goodNames)

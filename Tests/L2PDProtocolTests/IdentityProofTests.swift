@@ -32,7 +32,7 @@ import Testing
     @Test func proofsMatchTheSpecification() throws {
         struct Handshake: Decodable {
             var secret, fingerprint, challenge, nonce, workerProof, coordinatorProof: String
-            var workerProofWithoutSecret, coordinatorProofWithoutSecret: String
+            var workerProofWithoutSecret, coordinatorProofWithoutSecret, stageProof: String
         }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -44,6 +44,8 @@ import Testing
         #expect(IdentityProof.coordinator(fingerprint: f, challenge: c, nonce: n, secret: secret) == Golden.u64(h.coordinatorProof))
         #expect(IdentityProof.worker(fingerprint: f, challenge: c, nonce: n) == Golden.u64(h.workerProofWithoutSecret))
         #expect(IdentityProof.coordinator(fingerprint: f, challenge: c, nonce: n) == Golden.u64(h.coordinatorProofWithoutSecret))
+        #expect(IdentityProof.stage(fingerprint: f, challenge: c, nonce: n, secret: secret) == Golden.u64(h.stageProof))
+        #expect(IdentityProof.stage(fingerprint: f, challenge: c, nonce: n, secret: secret) != Golden.u64(h.coordinatorProof))
         // A proof carries over to no other nonce, secret or model.
         let proof = IdentityProof.worker(fingerprint: f, challenge: c, nonce: n, secret: secret)
         #expect(IdentityProof.worker(fingerprint: f, challenge: c &+ 1, nonce: n, secret: secret) != proof)

@@ -109,7 +109,8 @@ struct MessageFactory {
         case .hello:
             return .hello(
                 Hello(
-                    protocolVersion: UInt16(int(1...3)), role: bool() ? .coordinator : .worker, modelFingerprint: u64(), nonce: u64(),
+                    protocolVersion: UInt16(int(1...3)), role: PeerRole.allCases[int(0...(PeerRole.allCases.count - 1))],
+                    modelFingerprint: u64(), nonce: u64(),
                     name: text(maxLength: 40)))
         case .shardAssignment:
             let total = int(1...80)
@@ -118,10 +119,12 @@ struct MessageFactory {
             let url = end == total && bool() ? "" : "tcp://10.0.\(int(0...255)).\(int(0...255)):\(int(1024...65535))"
             return .shardAssignment(ShardAssignment(modelFingerprint: u64(), totalLayers: total, layers: first..<end, nextStageURL: url))
         case .forward:
-            let batch = batch()
-            let rows = batch.reduce(0) { $0 + $1.computed.count }
-            let input: ForwardInput = bool() ? .tokens((0..<rows).map { _ in int(0...Int(Int32.max)) }) : .hidden(hidden(rows: rows))
-            return .forward(ForwardRequest(batch: batch, input: input))
+            return .forward(forward())
+        case .chainedForward:
+            let route = (0..<int(0...3)).map { _ in
+                bool() ? "tcp://10.0.\(int(0...255)).\(int(0...255)):\(int(1024...65535))" : "tls+tcp://stage-\(int(0...99)).example:7701"
+            }
+            return .chainedForward(ChainedForward(route: route, forward: forward()))
         case .hiddenStates:
             let batch = batch()
             return .hiddenStates(HiddenStates(batch: batch, hidden: hidden(rows: batch.reduce(0) { $0 + $1.computed.count })))
@@ -141,6 +144,13 @@ struct MessageFactory {
         case .error:
             return .error(ErrorReport(code: UInt16(int(1...Int(UInt16.max))), text: text(maxLength: 80)))
         }
+    }
+
+    mutating func forward() -> ForwardRequest {
+        let batch = batch()
+        let rows = batch.reduce(0) { $0 + $1.computed.count }
+        let input: ForwardInput = bool() ? .tokens((0..<rows).map { _ in int(0...Int(Int32.max)) }) : .hidden(hidden(rows: rows))
+        return ForwardRequest(batch: batch, input: input)
     }
 
     mutating func frame(_ kind: MessageKind) -> Frame {
