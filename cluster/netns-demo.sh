@@ -2,7 +2,8 @@
 # Two hosts on one machine: network namespaces l2pd-a (10.77.0.1) and l2pd-b (10.77.0.2)
 # joined by a veth pair. One worker in each, the coordinator in l2pd-a; prints the answer of
 # one generation that crossed the link, then removes everything. Needs root and iproute2.
-# Links between coordinator and workers run over TLS (tls+tcp://, mutual: each side presents a
+# Passes are chained (worker to worker, then to the coordinator). Links run over TLS
+# (tls+tcp://, mutual: each side presents a
 # certificate of a throwaway CA from cluster/make-test-certs.sh; needs openssl); PLAINTEXT=1
 # runs them over plain tcp://.
 set -euo pipefail
@@ -56,7 +57,7 @@ ip netns exec l2pd-a "$bin" worker --listen "$scheme://10.77.0.1:7701" "${worker
 pids+=($!)
 ip netns exec l2pd-b "$bin" worker --listen "$scheme://10.77.0.2:7701" "${worker_tls[@]}" &
 pids+=($!)
-ip netns exec l2pd-a "$bin" coordinator --cluster /tmp/l2pd-netns-cluster.json &
+ip netns exec l2pd-a "$bin" coordinator --cluster /tmp/l2pd-netns-cluster.json 2> >(tee /tmp/l2pd-netns-coordinator.log >&2) &
 pids+=($!)
 for _ in $(seq 1 100); do
     ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --gen-length 32 "What is 1 + 1?" >/dev/null 2>&1 && break
@@ -66,3 +67,11 @@ echo "netns-demo: layers 0..<2 in l2pd-a (10.77.0.1), layers 2..<4 in l2pd-b (10
 echo "prompt: $prompt"
 echo -n "answer: "
 ip netns exec l2pd-a "$bin" generate --coordinator tcp://10.77.0.1:7700 --policy threshold --cache dual "$prompt"
+# Chained passes: the hidden states went from l2pd-a's worker straight to l2pd-b's (its stage
+# address, port 7801), never back through the coordinator; a fallback to relaying is logged.
+if grep -q "relayed" /tmp/l2pd-netns-coordinator.log; then
+    echo "netns-demo: passes fell back to relaying through the coordinator:" >&2
+    grep "relayed" /tmp/l2pd-netns-coordinator.log >&2
+    exit 1
+fi
+echo "netns-demo: passes were chained (worker 10.77.0.1 sent its hidden states to 10.77.0.2:7801)" >&2

@@ -222,18 +222,15 @@ public final class WorkerNode: @unchecked Sendable {
             throw NextStageError("cannot dial the next stage at \(url): \(error)", permanent: true)
         }
         let link = NextStageLink(transport: transport, fingerprint: fingerprint, secret: secret, name: describe())
-        return lock.withLock { () -> NextStageLink in
-            if let existing = nextStages[url] {
-                link.close()
-                return existing
-            }
-            guard nextStages.count < 256 else {
-                link.close()
-                return nextStages.values.first!  // never reached by a real cluster; bounded all the same
-            }
+        let kept = lock.withLock { () -> NextStageLink? in
+            if let existing = nextStages[url] { return existing }
+            guard nextStages.count < 256 else { return nil }  // bounded, though no real cluster comes near
             nextStages[url] = link
             return link
         }
+        if kept !== link { link.close() }
+        guard let kept else { throw NextStageError("worker \(name) already holds links to 256 next stages; \(url) is one too many") }
+        return kept
     }
 
     private func send(_ reply: [UInt8], on link: Link, _ connection: Int) {

@@ -591,6 +591,16 @@ func connectedPipeline(
         let tls = try load(#"{"tls": {"ca": "certs/ca.pem", "key": "/k.pem"}, "workers": [{"url": "tls+tcp://a:1"}]}"#)
         #expect(tls.tls?.ca == FileManager.default.temporaryDirectory.appendingPathComponent("certs/ca.pem").path)
         #expect(tls.tls?.key == "/k.pem" && tls.tls?.certificate == nil)
+        // Passes are chained unless "links" says relay; a stage address is derived or given.
+        #expect(even.links == .chained)
+        #expect(try even.endpoints(layers: 4).map(\.stageURL) == ["tcp://a:101", "tcp://b:102"])
+        let relayed = try load(#"{"links": "relay", "workers": [{"url": "tcp://a:1", "stage_url": "tcp://a:9000"}]}"#)
+        #expect(relayed.links == .relay)
+        #expect(try relayed.endpoints(layers: 4).first?.stageURL == "tcp://a:9000")
+        for links in ["\"chain\"", "1", "\"\""] {
+            #expect(throws: ClusterError.self) { try load("{\"links\": \(links), \"workers\": [{\"url\": \"tcp://a:1\"}]}") }
+        }
+        #expect(throws: ClusterError.self) { try load(#"{"workers": [{"url": "tcp://a:1", "stage_url": 7}]}"#) }
     }
 
 }
