@@ -152,13 +152,16 @@ public final class WorkerNode: @unchecked Sendable {
                     // Heartbeats skip the queue: a worker busy with a long pass is still alive.
                     perform(handle(received, on: link), on: link, from: received.connection)
                 } else {
-                    queue.async { [self] in
+                    let work: @Sendable () -> Void = { [self] in
                         let actions = handle(received, on: link)
                         let stage = stage
                         let sizes = (UInt64(stage?.weights.byteCount ?? 0), UInt64(stage?.cacheByteCount ?? 0))
                         lock.withLock { held = sizes }
                         perform(actions, on: link, from: received.connection)
                     }
+                    // The stage socket carries no heartbeats, so its reader may compute a pass
+                    // itself (in turn with the queue's frames) instead of waking another thread.
+                    if link == .stages { queue.sync(execute: work) } else { queue.async(execute: work) }
                 }
                 receiveNext(link, finished: finished)
             case .failure(let error as TransportError) where error.kind != .closed:
