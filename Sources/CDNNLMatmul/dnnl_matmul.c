@@ -9,6 +9,11 @@
 // Debian's oneDNN runs on GNU OpenMP (libgomp); its thread count is OpenMP's. Declared here
 // because clang's include path has no omp.h.
 extern void omp_set_num_threads(int);
+// GNU OpenMP's entry points (what gcc emits for `#pragma omp parallel`), so the activation
+// passes below share the threads oneDNN already keeps warm.
+extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+extern int omp_get_thread_num(void);
+extern int omp_get_num_threads(void);
 
 // Primitives made for one M each (oneDNN's fastest kernels need M fixed), most recent first;
 // products whose M is not here use the general primitive (M given at run time) until made.
@@ -58,27 +63,120 @@ int l2pd_matmul_weight_levels(void) {
     return vnni ? 127 : 63;
 }
 
+// Rows quantized symmetrically to [-levels, levels], one scale per row. Written so the compiler
+// vectorizes every loop: no library calls, rounding to nearest even by the 1.5 * 2^23 trick
+// (|v| <= 127 here). Built twice: for the baseline and for AVX-512, picked at run time.
+#define QUANTIZE_ROWS_BODY                                                    \
+    const float magic = 12582912.0f;                                          \
+    for (int64_t r = 0; r < rows; r++) {                                      \
+        const float *row = w + r * cols;                                      \
+        int8_t *out = q + r * cols;                                           \
+        float top = 0;                                                        \
+        for (int64_t c = 0; c < cols; c++) {                                  \
+            float a = row[c] < 0 ? -row[c] : row[c];                          \
+            top = a > top ? a : top;                                          \
+        }                                                                     \
+        const float limit = (float)levels;                                    \
+        float scale = top > 0 ? top / limit : 1.0f;                           \
+        float inverse = 1.0f / scale;                                         \
+        for (int64_t c = 0; c < cols; c++) {                                  \
+            float v = row[c] * inverse;                                       \
+            v = v > limit ? limit : (v < -limit ? -limit : v);                \
+            out[c] = (int8_t)(int32_t)((v + magic) - magic);                  \
+        }                                                                     \
+        scales[r] = scale;                                                    \
+    }
+
+static void quantize_rows_baseline(const float *w, int64_t rows, int64_t cols, int levels, int8_t *q, float *scales) {
+    QUANTIZE_ROWS_BODY
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void quantize_rows_avx512(
+    const float *w, int64_t rows, int64_t cols, int levels, int8_t *q, float *scales) {
+    QUANTIZE_ROWS_BODY
+}
+
+// Each row of `y` times its activation scale.
+#define SCALE_ROWS_BODY                                     \
+    for (int64_t r = 0; r < rows; r++) {                    \
+        float scale = xscale[r];                            \
+        float *row = y + r * n;                             \
+        for (int64_t c = 0; c < n; c++) row[c] *= scale;    \
+    }
+
+static void scale_rows_baseline(float *y, int64_t rows, int64_t n, const float *xscale) { SCALE_ROWS_BODY }
+
+__attribute__((target("avx512f"))) static void scale_rows_avx512(float *y, int64_t rows, int64_t n, const float *xscale) {
+    SCALE_ROWS_BODY
+}
+
+static int use_avx512(void) {
+    static int known = -1;
+    if (known < 0) {
+        // L2PD_KERNELS=portable|avx2 (as for the element-wise kernels) keeps the baseline build.
+        const char *asked = getenv("L2PD_KERNELS");
+        int allowed = asked == NULL || strcmp(asked, "avx512") == 0 || strcmp(asked, "auto") == 0 || asked[0] == 0;
+        __builtin_cpu_init();
+        known = allowed && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl");
+    }
+    return known;
+}
+
 void l2pd_quantize_rows(const float *w, int64_t rows, int64_t cols, int levels, int8_t *q, float *scales) {
-    // Written so the compiler vectorizes every loop: no library calls, rounding to nearest
-    // even by the 1.5 * 2^23 trick (|v| <= 127 here).
-    const float magic = 12582912.0f;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = w + r * cols;
-        int8_t *out = q + r * cols;
-        float top = 0;
-        for (int64_t c = 0; c < cols; c++) {
-            float a = row[c] < 0 ? -row[c] : row[c];
-            top = a > top ? a : top;
+    if (use_avx512()) {
+        quantize_rows_avx512(w, rows, cols, levels, q, scales);
+    } else {
+        quantize_rows_baseline(w, rows, cols, levels, q, scales);
+    }
+}
+
+// The activation passes of one product, split by rows over OpenMP's threads.
+struct activation_job {
+    const float *x;
+    int64_t rows, k, n;
+    int levels;
+    int8_t *q;
+    float *scales;
+    float *y;
+};
+
+static void rows_of_this_thread(int64_t rows, int64_t *begin, int64_t *end) {
+    int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+    *begin = rows * t / count;
+    *end = rows * (t + 1) / count;
+}
+
+static void quantize_part(void *data) {
+    struct activation_job *job = data;
+    int64_t begin, end;
+    rows_of_this_thread(job->rows, &begin, &end);
+    l2pd_quantize_rows(job->x + begin * job->k, end - begin, job->k, job->levels, job->q + begin * job->k, job->scales + begin);
+}
+
+static void scale_part(void *data) {
+    struct activation_job *job = data;
+    int64_t begin, end;
+    rows_of_this_thread(job->rows, &begin, &end);
+    if (use_avx512()) {
+        scale_rows_avx512(job->y + begin * job->n, end - begin, job->n, job->scales + begin);
+    } else {
+        scale_rows_baseline(job->y + begin * job->n, end - begin, job->n, job->scales + begin);
+    }
+}
+
+// Runs `part` on `threads` threads when the pass is large enough to pay for waking them.
+static void activation_pass(void (*part)(void *), struct activation_job *job, int threads, int64_t elements) {
+    if (threads > 1 && job->rows > 1 && elements >= (1 << 16)) {
+        GOMP_parallel(part, job, (unsigned)(threads < job->rows ? threads : job->rows), 0);
+    } else {
+        if (part == quantize_part) {
+            l2pd_quantize_rows(job->x, job->rows, job->k, job->levels, job->q, job->scales);
+        } else if (use_avx512()) {
+            scale_rows_avx512(job->y, job->rows, job->n, job->scales);
+        } else {
+            scale_rows_baseline(job->y, job->rows, job->n, job->scales);
         }
-        const float limit = (float)levels;
-        float scale = top > 0 ? top / limit : 1.0f;
-        float inverse = 1.0f / scale;
-        for (int64_t c = 0; c < cols; c++) {
-            float v = row[c] * inverse;
-            v = v > limit ? limit : (v < -limit ? -limit : v);
-            out[c] = (int8_t)(int32_t)((v + magic) - magic);
-        }
-        scales[r] = scale;
     }
 }
 
@@ -195,7 +293,8 @@ int l2pd_matmul_run(l2pd_matmul *mm, const float *x, int64_t m, float *y, int th
             if (xq == NULL || xs == NULL) return fail(dnnl_out_of_memory, "activation buffer", error, error_size);
             mm->capacity = m;
         }
-        l2pd_quantize_rows(x, m, mm->k, 127, mm->xq, mm->xscale);
+        struct activation_job job = {x, m, mm->k, mm->n, 127, mm->xq, mm->xscale, y};
+        activation_pass(quantize_part, &job, threads, m * mm->k);
         source = mm->xq;
     }
     dnnl_memory_desc_t src, dst;
@@ -220,11 +319,8 @@ int l2pd_matmul_run(l2pd_matmul *mm, const float *x, int64_t m, float *y, int th
     if (s != dnnl_success) return fail(s, "matmul", error, error_size);
     if (mm->int8) {
         // oneDNN applied the weights' scales; each row's own activation scale is applied here.
-        for (int64_t r = 0; r < m; r++) {
-            float scale = mm->xscale[r];
-            float *row = y + r * mm->n;
-            for (int64_t c = 0; c < mm->n; c++) row[c] *= scale;
-        }
+        struct activation_job job = {x, m, mm->k, mm->n, 127, mm->xq, mm->xscale, y};
+        activation_pass(scale_part, &job, threads, m * mm->n);
     }
     return 0;
 }
