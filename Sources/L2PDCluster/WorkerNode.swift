@@ -70,7 +70,9 @@ public final class WorkerNode: @unchecked Sendable {
                     manyPeers: true)
             } catch {
                 coordinatorSocket.close()
-                throw TransportError(kind: .nng, url: stageURL, detail: "cannot listen for earlier stages: \(error)")
+                throw TransportError(
+                    kind: .nng, url: stageURL,
+                    detail: "cannot listen for earlier stages (--stage-listen): \((error as? TransportError)?.detail ?? "\(error)")")
             }
         }
         try self.init(
