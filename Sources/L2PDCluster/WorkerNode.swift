@@ -201,14 +201,14 @@ public final class WorkerNode: @unchecked Sendable {
                     log(problem.description)
                     if let bytes = failure(problem) { perform([.coordinator(bytes)], on: link, from: connection) }
                 }
-                let link: NextStageLink
-                do { link = try nextStage(url) } catch {
+                let next: NextStageLink
+                do { next = try nextStage(url) } catch {
                     report(error as? NextStageError ?? NextStageError("\(error)"))
                     continue
                 }
-                if link.sendIfGreeted(frame, timeout: nextStageTimeout, failed: { report(NextStageError($0)) }) { continue }
+                if next.sendIfGreeted(frame, timeout: nextStageTimeout, failed: { report(NextStageError($0)) }) { continue }
                 Task { [timeout = nextStageTimeout] in
-                    do { try await link.deliver(frame, timeout: timeout) } catch {
+                    do { try await next.deliver(frame, timeout: timeout) } catch {
                         report(error as? NextStageError ?? NextStageError("\(error)"))
                     }
                 }
