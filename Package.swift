@@ -31,10 +31,12 @@ let package = Package(
         // The forward pass's element-wise kernels (softmax pieces, RMSNorm, SwiGLU) built for
         // AVX-512, AVX2+FMA and baseline, picked at run time.
         .target(name: "CElementwise"),
+        // One attention head with BF16 products (AVX-512 BF16), for the int8 fast path.
+        .target(name: "CAttention", dependencies: ["CElementwise"]),
         // The values that cross stage boundaries: forward requests, cache directives, readouts.
         .target(name: "L2PDStageIO"),
         // Math on contiguous Float buffers; knows nothing about models.
-        .target(name: "L2PDKernels", dependencies: ["CBLAS", "CDNNLMatmul", "CElementwise"]),
+        .target(name: "L2PDKernels", dependencies: ["CBLAS", "CDNNLMatmul", "CElementwise", "CAttention"]),
         // LLaDA config, safetensors, layer-range stages, KV cache, readout.
         .target(name: "L2PDModel", dependencies: ["L2PDKernels", "L2PDStageIO"]),
         // Byte-level BPE from tokenizer.json and the LLaDA-Instruct chat format.
@@ -84,7 +86,7 @@ let package = Package(
         .testTarget(name: "L2PDCommandLineTests", dependencies: ["L2PDCommandLine", "L2PDDecoding"]),
         .testTarget(name: "L2PDTransportTests", dependencies: ["L2PDTransport"]),
         .testTarget(name: "L2PDEngineTests", dependencies: ["L2PDEngine", "L2PDDecoding"]),
-        .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels", "CElementwise"]),
+        .testTarget(name: "L2PDKernelsTests", dependencies: ["L2PDKernels", "CElementwise", "CAttention"]),
         .testTarget(
             name: "L2PDModelTests",
             dependencies: ["L2PDModel", "L2PDStageIO"],

@@ -40,6 +40,14 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var productKernels: String? = nil
     /// The build of the element-wise kernels (`avx512`, `avx2`, `portable`).
     public var elementwiseKernels: String = VectorMath.kernels
+    /// With int8 weights: the read positions' logits against a stage with F32 weights and F32
+    /// attention on the same tokens: mean and smallest cosine similarity per position, and the
+    /// share of positions whose argmax is the same.
+    public var logitsCosineToF32: Double? = nil
+    public var logitsCosineToF32Min: Double? = nil
+    public var argmaxAgreementToF32: Double? = nil
+    /// Precision of attention's products in the timed stage (`f32` or `bf16`).
+    public var attentionProducts: String = Attention.Precision.f32.rawValue
 }
 
 /// Times full forward passes of a whole model (one stage) against plain matrix products.
@@ -115,10 +123,23 @@ public enum ForwardBenchmark {
             f32ForwardSeconds: f32Seconds, nativeToF32: f32Seconds.map { $0 / forwardSeconds },
             cacheBytesPerRequest: stage.cacheBytes(length: length), blasKernels: BLAS.coreName,
             cpuFeatures: BLAS.reportedFlags.filter(BLAS.cpuFlags().contains))
+        result.attentionProducts = stage.attentionPrecision.rawValue
         if let int8 {
             result.int8PeakGOPS = int8.gops
             result.ratioToInt8Peak = forwardGFLOPS / int8.gops
             result.productKernels = int8.kernels
+            let tokens = (0..<length).map { ($0 * 7919) % config.vocabularySize }
+            let request = SequenceForward(
+                sequenceID: 2, length: length, cache: .none, readPositions: Array((length - reads)..<length))
+            let quantized = try stage.forwardLogits([request], input: .tokens(tokens))
+            let reference = Stage(
+                weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers, format: .f32), threads: threads,
+                attention: .f32)
+            let exact = try reference.forwardLogits([request], input: .tokens(tokens))
+            let agreement = LogitsAgreement(quantized, exact, columns: config.embeddingSize)
+            result.logitsCosineToF32 = agreement.meanCosine
+            result.logitsCosineToF32Min = agreement.smallestCosine
+            result.argmaxAgreementToF32 = agreement.sameArgmax
         }
         return result
     }
@@ -186,5 +207,35 @@ public enum ForwardBenchmark {
     static func seconds(_ duration: Duration) -> Double {
         let parts = duration.components
         return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
+    }
+}
+
+/// How close two sets of logits rows are: cosine similarity per row and argmax agreement.
+struct LogitsAgreement {
+    var meanCosine = 0.0
+    var smallestCosine = 1.0
+    var sameArgmax = 0.0
+
+    init(_ a: [Float], _ b: [Float], columns: Int) {
+        precondition(a.count == b.count && columns > 0 && a.count % columns == 0)
+        let rows = a.count / columns
+        guard rows > 0 else { return }
+        var same = 0
+        for r in 0..<rows {
+            var (dot, aa, bb) = (0.0, 0.0, 0.0)
+            var (bestA, bestB) = (r * columns, r * columns)
+            for i in (r * columns)..<((r + 1) * columns) {
+                dot += Double(a[i]) * Double(b[i])
+                aa += Double(a[i]) * Double(a[i])
+                bb += Double(b[i]) * Double(b[i])
+                if a[i] > a[bestA] { bestA = i }
+                if b[i] > b[bestB] { bestB = i }
+            }
+            let cosine = aa > 0 && bb > 0 ? dot / (aa.squareRoot() * bb.squareRoot()) : (aa == bb ? 1 : 0)
+            meanCosine += cosine / Double(rows)
+            smallestCosine = min(smallestCosine, cosine)
+            if bestA == bestB { same += 1 }
+        }
+        sameArgmax = Double(same) / Double(rows)
     }
 }

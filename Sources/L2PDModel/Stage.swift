@@ -1,3 +1,4 @@
+import Foundation
 import L2PDKernels
 import L2PDStageIO
 
@@ -49,6 +50,10 @@ public final class Stage {
     public let threads: Int
     /// Matrix products against the weights, split over `threads` by output column.
     private let products: WeightProduct
+    /// Precision of attention's products: BF16 with int8 weights where the CPU has AVX-512
+    /// BF16 (the fast, approximate path), F32 otherwise. `L2PD_ATTENTION=f32|bf16` overrides
+    /// it (`bf16` only where the CPU runs it).
+    public let attentionPrecision: Attention.Precision
 
     /// `threads > 1` parallelizes weight products over output columns, norms and rotary over
     /// row chunks, and attention over heads. BLAS calls are always single-threaded (OpenBLAS
@@ -56,15 +61,29 @@ public final class Stage {
     /// the thread that uses them, norms, rotary and softmax run in parallel too, and
     /// OpenBLAS's threaded path can deadlock when several stages in one process call it at the
     /// same time.
-    public init(weights: StageWeights, threads: Int = 1) {
+    /// `attention` fixes the precision of attention's products (nil: the default described at
+    /// `attentionPrecision`).
+    public init(weights: StageWeights, threads: Int = 1, attention: Attention.Precision? = nil) {
         self.weights = weights
         self.threads = max(1, threads)
         products = WeightProduct(threads: threads)
         scores = (0..<max(1, threads)).map { _ in FloatBuffer(capacity: 1) }
+        attentionPrecision = Stage.attentionPrecision(
+            format: weights.format, headDimension: weights.config.headDimension,
+            asked: attention?.rawValue ?? ProcessInfo.processInfo.environment["L2PD_ATTENTION"])
         BLAS.setThreads(1)
         rotary = RotaryTable(
             headDimension: weights.config.headDimension, theta: weights.config.ropeTheta,
             positions: weights.config.maxSequenceLength)
+    }
+
+    static func attentionPrecision(format: WeightFormat, headDimension: Int, asked: String?) -> Attention.Precision {
+        let possible = Attention.supportsBF16(headDimension: headDimension)
+        switch asked.flatMap(Attention.Precision.init(rawValue:)) {
+        case .f32: return .f32
+        case .bf16: return possible ? .bf16 : .f32
+        case nil: return format == .int8 && possible ? .bf16 : .f32
+        }
     }
 
     /// Drops least recently used caches (never one of `keeping`) until one of `bytes` more fits.
@@ -119,6 +138,11 @@ public final class Stage {
             guard seen.insert(s.sequenceID).inserted else { throw StageError.duplicateSequence(sequenceID: s.sequenceID) }
             rows += s.computed.count
             longest = max(longest, s.computed.count * s.length)
+            if attentionPrecision == .bf16 {
+                let bytes = Attention.bf16ScratchBytes(
+                    queryRows: s.computed.count, keyRows: s.length, headDimension: c.headDimension)
+                longest = max(longest, (bytes + 3) / 4)
+            }
         }
         reserve(rows: rows, scoreCount: longest)
 
@@ -263,6 +287,14 @@ public final class Stage {
             for item in workChunks[t].map({ work[$0] }) {
                 let s = batch[item.sequence]
                 let source = sources[item.sequence]
+                if attentionPrecision == .bf16 {
+                    Attention.forwardBF16(
+                        queries: qkv + item.row * width, queryStride: width, queryRows: s.computed.count,
+                        keys: source.keys, values: source.values, kvStride: source.stride, keyRows: s.length,
+                        heads: c.heads, kvHeads: c.kvHeads, headDimension: c.headDimension, head: item.head,
+                        output: attention + item.row * d, outputStride: d, scratch: UnsafeMutableRawPointer(scores[t].pointer))
+                    continue
+                }
                 Attention.forward(
                     queries: qkv + item.row * width, queryStride: width, queryRows: s.computed.count,
                     keys: source.keys, values: source.values, kvStride: source.stride, keyRows: s.length,

@@ -18,7 +18,7 @@ struct BenchForwardCommand: Command {
         .option("threads", "N", "BLAS threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
         .option(
             "weights", "native|f32|int8",
-            "How the timed stage holds its weights; native also times f32 in the same run; int8 also measures the int8 peak. The random model is written in bf16.",
+            "How the timed stage holds its weights; native also times f32 in the same run; int8 also measures the int8 peak and compares the logits with F32 weights and attention. The random model is written in bf16.",
             default: "native"),
         .flag("json", "Print one JSON object instead of a table."),
     ]
@@ -69,7 +69,7 @@ struct BenchForwardCommand: Command {
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
             print(
-                "canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions), OpenBLAS kernels \(result.blasKernels), element-wise \(result.elementwiseKernels)"
+                "canvas \(result.canvasLength) positions, \(result.threads) threads, median of \(result.repetitions), OpenBLAS kernels \(result.blasKernels), element-wise \(result.elementwiseKernels), attention products \(result.attentionProducts)"
             )
             print(String(format: "forward pass            %8.2f ms  %7.1f GFLOP/s", result.forwardSeconds * 1e3, result.forwardGFLOPS))
             print(String(format: "same products alone                %7.1f GFLOP/s", result.gemmSameShapesGFLOPS))
@@ -79,6 +79,14 @@ struct BenchForwardCommand: Command {
                 print(
                     String(format: "int8 2048^3 product (peak)         %7.1f GOP/s   forward/int8-peak %.2f   kernels ", peak, ratio)
                         + (result.productKernels ?? "?"))
+            }
+            if let mean = result.logitsCosineToF32, let smallest = result.logitsCosineToF32Min,
+                let same = result.argmaxAgreementToF32
+            {
+                print(
+                    String(
+                        format: "logits against F32 weights and attention: cosine %.6f (smallest %.6f), same argmax %.1f%%",
+                        mean, smallest, same * 100))
             }
             print(
                 String(
