@@ -40,8 +40,8 @@ public struct ForwardBenchmarkResult: Sendable, Codable {
     public var productKernels: String? = nil
     /// The build of the element-wise kernels (`avx512`, `avx2`, `portable`).
     public var elementwiseKernels: String = VectorMath.kernels
-    /// With int8 weights: the read positions' logits against a stage with F32 weights and F32
-    /// attention on the same tokens: mean and smallest cosine similarity per position, and the
+    /// With int8 weights: the read positions' logits against a stage with the checkpoint's own
+    /// weights in F32 math (native, widened) and F32 attention on the same tokens: mean and smallest cosine similarity per position, and the
     /// share of positions whose argmax is the same.
     public var logitsCosineToF32: Double? = nil
     public var logitsCosineToF32Min: Double? = nil
@@ -132,9 +132,11 @@ public enum ForwardBenchmark {
             let request = SequenceForward(
                 sequenceID: 2, length: length, cache: .none, readPositions: Array((length - reads)..<length))
             let quantized = try stage.forwardLogits([request], input: .tokens(tokens))
+            // Native weights are the checkpoint's own values, widened to F32 tile by tile: the
+            // same math as F32 weights without holding them (an 8B model's F32 copy is 30 GiB).
             let reference = Stage(
-                weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers, format: .f32), threads: threads,
-                attention: .f32)
+                weights: try StageWeights(checkpoint: checkpoint, layers: 0..<config.layers, format: .native),
+                threads: threads, attention: .f32)
             let exact = try reference.forwardLogits([request], input: .tokens(tokens))
             let agreement = LogitsAgreement(quantized, exact, columns: config.embeddingSize)
             result.logitsCosineToF32 = agreement.meanCosine

@@ -18,7 +18,7 @@ struct BenchForwardCommand: Command {
         .option("threads", "N", "BLAS threads.", default: "\(ProcessInfo.processInfo.activeProcessorCount)"),
         .option(
             "weights", "native|f32|int8",
-            "How the timed stage holds its weights; native also times f32 in the same run; int8 also measures the int8 peak and compares the logits with F32 weights and attention. The random model is written in bf16.",
+            "How the timed stage holds its weights; native also times f32 in the same run; int8 also measures the int8 peak and compares the logits with F32 math (the checkpoint's weights, F32 attention). The random model is written in bf16.",
             default: "native"),
         .flag("json", "Print one JSON object instead of a table."),
     ]
@@ -85,7 +85,8 @@ struct BenchForwardCommand: Command {
             {
                 print(
                     String(
-                        format: "logits against F32 weights and attention: cosine %.6f (smallest %.6f), same argmax %.1f%%",
+                        format:
+                            "logits against F32 math (checkpoint weights, F32 attention): cosine %.6f (smallest %.6f), same argmax %.1f%%",
                         mean, smallest, same * 100))
             }
             print(
