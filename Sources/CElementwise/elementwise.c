@@ -58,6 +58,17 @@ static void silu_gate_portable(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + exp_scalar(-gate[i])) * up[i];
 }
 
+static void rotary_portable(float *x, int64_t heads, int64_t half, const float *c, const float *s) {
+    for (int64_t h = 0; h < heads; h++) {
+        float *a = x + h * 2 * half, *b = a + half;
+        for (int64_t i = 0; i < half; i++) {
+            float first = a[i], second = b[i];
+            a[i] = first * c[i] - second * s[i];
+            b[i] = second * c[i] + first * s[i];
+        }
+    }
+}
+
 // ---- AVX2 + FMA --------------------------------------------------------------------------
 
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -158,6 +169,24 @@ AVX2 static void silu_gate_avx2(float *gate, const float *up, int64_t n) {
     for (; i < n; i++) gate[i] = gate[i] / (1.0f + exp_scalar(-gate[i])) * up[i];
 }
 
+AVX2 static void rotary_avx2(float *x, int64_t heads, int64_t half, const float *c, const float *s) {
+    for (int64_t h = 0; h < heads; h++) {
+        float *a = x + h * 2 * half, *b = a + half;
+        int64_t i = 0;
+        for (; i + 8 <= half; i += 8) {
+            __m256 first = _mm256_loadu_ps(a + i), second = _mm256_loadu_ps(b + i);
+            __m256 cv = _mm256_loadu_ps(c + i), sv = _mm256_loadu_ps(s + i);
+            _mm256_storeu_ps(a + i, _mm256_fmsub_ps(first, cv, _mm256_mul_ps(second, sv)));
+            _mm256_storeu_ps(b + i, _mm256_fmadd_ps(second, cv, _mm256_mul_ps(first, sv)));
+        }
+        for (; i < half; i++) {
+            float first = a[i], second = b[i];
+            a[i] = first * c[i] - second * s[i];
+            b[i] = second * c[i] + first * s[i];
+        }
+    }
+}
+
 // ---- AVX-512 -----------------------------------------------------------------------------
 
 #define AVX512 __attribute__((target("avx512f")))
@@ -243,12 +272,26 @@ AVX512 static void silu_gate_avx512(float *gate, const float *up, int64_t n) {
     for (; i < n; i++) gate[i] = gate[i] / (1.0f + exp_scalar(-gate[i])) * up[i];
 }
 
+AVX512 static void rotary_avx512(float *x, int64_t heads, int64_t half, const float *c, const float *s) {
+    for (int64_t h = 0; h < heads; h++) {
+        float *a = x + h * 2 * half, *b = a + half;
+        for (int64_t i = 0; i < half; i += 16) {
+            __mmask16 m = half - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (half - i)) - 1);
+            __m512 first = _mm512_maskz_loadu_ps(m, a + i), second = _mm512_maskz_loadu_ps(m, b + i);
+            __m512 cv = _mm512_maskz_loadu_ps(m, c + i), sv = _mm512_maskz_loadu_ps(m, s + i);
+            _mm512_mask_storeu_ps(a + i, m, _mm512_fmsub_ps(first, cv, _mm512_mul_ps(second, sv)));
+            _mm512_mask_storeu_ps(b + i, m, _mm512_fmadd_ps(second, cv, _mm512_mul_ps(first, sv)));
+        }
+    }
+}
+
 // ---- dispatch ----------------------------------------------------------------------------
 
 static const l2pd_elementwise builds[] = {
-    {"avx512", max_avx512, exp_shifted_avx512, scale_avx512, rms_norm_avx512, silu_gate_avx512},
-    {"avx2", max_avx2, exp_shifted_avx2, scale_avx2, rms_norm_avx2, silu_gate_avx2},
-    {"portable", max_portable, exp_shifted_portable, scale_portable, rms_norm_portable, silu_gate_portable},
+    {"avx512", max_avx512, exp_shifted_avx512, scale_avx512, rms_norm_avx512, silu_gate_avx512, rotary_avx512},
+    {"avx2", max_avx2, exp_shifted_avx2, scale_avx2, rms_norm_avx2, silu_gate_avx2, rotary_avx2},
+    {"portable", max_portable, exp_shifted_portable, scale_portable, rms_norm_portable, silu_gate_portable,
+     rotary_portable},
 };
 
 static int supported(int index) {
@@ -292,3 +335,6 @@ float l2pd_exp_shifted(float *x, int64_t n, float shift) { return current()->exp
 void l2pd_scale(float *x, int64_t n, float factor) { current()->scale(x, n, factor); }
 void l2pd_rms_norm(const float *x, const float *w, float *out, int64_t n, float eps) { current()->rms_norm(x, w, out, n, eps); }
 void l2pd_silu_gate(float *gate, const float *up, int64_t n) { current()->silu_gate(gate, up, n); }
+void l2pd_rotary(float *x, int64_t heads, int64_t half, const float *c, const float *s) {
+    current()->rotary(x, heads, half, c, s);
+}

@@ -1,4 +1,5 @@
 import CAttention
+import CElementwise
 import Foundation
 
 /// Rotary position embedding in the "rotate half" form used by LLaMA and LLaDA:
@@ -32,7 +33,7 @@ public struct RotaryTable: Sendable {
     }
 
     /// Rotates `heads` heads of each of `rows` rows in place; row `r` sits at sequence
-    /// position `positions[r]`.
+    /// position `positions[r]`. The rotation runs in `CElementwise` (AVX-512, AVX2 or portable).
     public func apply(
         _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int,
         positions rowPositions: UnsafePointer<Int>
@@ -45,16 +46,7 @@ public struct RotaryTable: Sendable {
                     precondition(p >= 0 && p < positions, "position \(p) outside the rotary table")
                     let c = cosTable.baseAddress! + p * half
                     let s = sinTable.baseAddress! + p * half
-                    for h in 0..<heads {
-                        let a = x + r * rowStride + h * headDimension
-                        let b = a + half
-                        for i in 0..<half {
-                            let first = a[i]
-                            let second = b[i]
-                            a[i] = first * c[i] - second * s[i]
-                            b[i] = second * c[i] + first * s[i]
-                        }
-                    }
+                    l2pd_rotary(x + r * rowStride, Int64(heads), Int64(half), c, s)
                 }
             }
         }

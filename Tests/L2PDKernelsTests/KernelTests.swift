@@ -272,3 +272,28 @@ func everyElementwiseBuildMatchesDoubles(build: String) throws {
         }
     }
 }
+
+/// Every build's rotary rotation at awkward half widths (a lane short, a lane over) against
+/// Double, several heads per row.
+@Test(arguments: ["portable", "avx2", "avx512"])
+func everyRotaryBuildMatchesDoubles(build: String) throws {
+    guard let kernels = l2pd_elementwise_named(build)?.pointee else { return }  // not on this CPU
+    for half in [1, 3, 7, 8, 9, 16, 17, 64] {
+        let heads = 3
+        let original = randomFloats(heads * 2 * half, seed: UInt64(half), scale: 4)
+        let angles = randomFloats(half, seed: UInt64(100 + half), scale: 3)
+        let c = angles.map { Foundation.cos($0) }
+        let s = angles.map { Foundation.sin($0) }
+        var x = original
+        x.withUnsafeMutableBufferPointer { kernels.rotary($0.baseAddress!, Int64(heads), Int64(half), c, s) }
+        for h in 0..<heads {
+            for i in 0..<half {
+                let a = Double(original[h * 2 * half + i])
+                let b = Double(original[h * 2 * half + half + i])
+                let (ci, si) = (Double(c[i]), Double(s[i]))
+                #expect(abs(Double(x[h * 2 * half + i]) - (a * ci - b * si)) < 1e-5, "\(build) half \(half)")
+                #expect(abs(Double(x[h * 2 * half + half + i]) - (b * ci + a * si)) < 1e-5, "\(build) half \(half)")
+            }
+        }
+    }
+}

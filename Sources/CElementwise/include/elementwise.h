@@ -1,4 +1,4 @@
-// Element-wise kernels of the forward pass (softmax pieces, RMSNorm, SwiGLU gate) in three
+// Element-wise kernels of the forward pass (softmax pieces, RMSNorm, SwiGLU gate, rotary) in three
 // builds of the same code: AVX-512, AVX2 with FMA, and portable C for baseline x86-64 (and
 // every other CPU). The first call picks the widest the CPU runs; L2PD_KERNELS=portable|avx2|
 // avx512 asks for one (falling back when the CPU lacks it). exp uses one polynomial
@@ -19,6 +19,10 @@ void l2pd_scale(float *x, int64_t n, float factor);
 void l2pd_rms_norm(const float *x, const float *w, float *out, int64_t n, float eps);
 // In place gate[i] = gate[i] / (1 + exp(-gate[i])) * up[i].
 void l2pd_silu_gate(float *gate, const float *up, int64_t n);
+// Rotary embedding of one row in place, "rotate half" form: each of `heads` heads is 2 * half
+// floats [a, b]; a' = a cos - b sin, b' = b cos + a sin with the row's angles c[0..<half],
+// s[0..<half].
+void l2pd_rotary(float *x, int64_t heads, int64_t half, const float *c, const float *s);
 
 // The build in use: "avx512", "avx2" or "portable".
 const char *l2pd_elementwise_kernels(void);
@@ -32,6 +36,7 @@ typedef struct l2pd_elementwise {
     void (*scale)(float *, int64_t, float);
     void (*rms_norm)(const float *, const float *, float *, int64_t, float);
     void (*silu_gate)(float *, const float *, int64_t);
+    void (*rotary)(float *, int64_t, int64_t, const float *, const float *);
 } l2pd_elementwise;
 
 // The build named `name`, or NULL when it does not exist or this CPU cannot run it.
