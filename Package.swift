@@ -28,7 +28,7 @@ let package = Package(
         // Matrix products on oneDNN (Debian's libdnnl, run-time ISA dispatch): f32, and int8 on
         // VNNI where the CPU has it; weights packed once.
         .target(name: "CDNNLMatmul", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        // The forward pass's element-wise kernels (softmax pieces, RMSNorm, SwiGLU) built for
+        // The forward pass's element-wise kernels (softmax pieces, RMSNorm, SwiGLU, rotary) built for
         // AVX-512, AVX2+FMA and baseline, picked at run time.
         .target(name: "CElementwise"),
         // One attention head with BF16 products (AVX-512 BF16), for the int8 fast path.
