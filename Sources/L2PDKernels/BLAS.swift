@@ -47,7 +47,7 @@ public enum BLAS {
     public static func kernelReport(current: String, cpuFlags: Set<String>) -> (features: String, warning: String?) {
         let present = reportedFlags.filter(cpuFlags.contains)
         let features =
-            "CPU features: \(present.isEmpty ? "none of \(reportedFlags.joined(separator: " "))" : present.joined(separator: " ")); OpenBLAS kernels: \(current); element-wise kernels: \(VectorMath.kernels)"
+            "CPU features: \(present.isEmpty ? "none of \(reportedFlags.joined(separator: " "))" : present.joined(separator: " ")); OpenBLAS kernels: \(current); element-wise kernels: \(VectorMath.kernels); attention products with int8 weights: \(Attention.supportsBF16(headDimension: 64) ? "bf16" : "f32")"
         let supported = KernelClass(cpuFlags: cpuFlags)
         guard KernelClass(coreName: current) < supported else { return (features, nil) }
         let better = supported == .avx512 ? "SKYLAKEX" : "HASWELL"
